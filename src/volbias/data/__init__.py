@@ -1,0 +1,16 @@
+"""Data layer of volbias: the paper's tasks in their official layouts, public samples, LIDC raters, phantoms.
+
+Entry point: ``load_task(name, root=None, **options) -> TaskData``; see ``list_tasks()`` / ``tasks_table()``.
+"""
+
+from .case import Case, TaskData
+from .errors import DataError
+from .load import load_task
+from .raters import disagreement_table, rater_disagreement, sample_rater
+from .registry import TaskSpec, get_spec, list_tasks, tasks_table
+from .synthetic import make_phantoms
+
+__all__ = [
+    "Case", "DataError", "TaskData", "TaskSpec", "disagreement_table", "get_spec", "list_tasks", "load_task",
+    "make_phantoms", "rater_disagreement", "sample_rater", "tasks_table",
+]

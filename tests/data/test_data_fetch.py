@@ -1,0 +1,144 @@
+"""Sources, mirror and download: sha256 lists, verification, a tampered file is refused. Never uses the network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from volbias.data import DataError, load_task
+from volbias.data import cache as cache_module
+from volbias.data.fetch import BRATS_SAMPLE_URL, SOURCES, download, locate, sha256_list, verify
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        digest, rel = line.split(maxsplit=1)
+        out[rel.removeprefix("./")] = digest
+    return out
+
+
+@pytest.mark.parametrize("name", ["brats18-sample", "lidc-idri-slices"])
+def test_sha256_lists_match_the_mirror(shared_data, name):
+    sums = read_sums(shared_data / name / "SHA256SUMS")
+    sums.pop("LICENSE.Pulmoseg", None)
+    assert sha256_list(name) == sums
+
+
+def link_mirror(shared_data: Path, tmp_path: Path) -> Path:
+    """A mirror of the BraTS sample made of symbolic links to the shared files."""
+    mirror = tmp_path / "mirror"
+    for rel in sha256_list("brats18-sample"):
+        target = mirror / "brats18-sample" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(shared_data / "brats18-sample" / rel)
+    return mirror
+
+
+def tamper(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.unlink()
+    path.write_bytes(bytes(data))
+
+
+def test_tampered_mirror_file_is_refused(shared_data, tmp_path, monkeypatch):
+    mirror = link_mirror(shared_data, tmp_path)
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    bad = mirror / "brats18-sample" / "case_3" / "T1.nii.gz"
+    tamper(bad)
+    with pytest.raises(DataError, match="sha256 mismatch") as info:
+        load_task("BR18-sample", max_cases=1, spacing=4.0)
+    assert str(bad) in str(info.value)
+
+
+def test_verification_is_remembered_until_a_file_changes(shared_data, tmp_path, monkeypatch):
+    mirror = link_mirror(shared_data, tmp_path)
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    folder, verified = locate("brats18-sample")
+    assert verified and folder == mirror / "brats18-sample"
+
+    def no_hashing(path):
+        raise AssertionError(f"hashed {path} again")
+
+    monkeypatch.setattr(cache_module, "sha256_file", no_hashing)
+    verify(folder, sha256_list("brats18-sample"))  # all digests come from the book
+    monkeypatch.undo()
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    bad = folder / "case_0" / "subject_id.txt"
+    tamper(bad)
+    with pytest.raises(DataError, match=str(bad)):
+        verify(folder, sha256_list("brats18-sample"))
+
+
+def test_missing_mirror_file_is_named(shared_data, tmp_path, monkeypatch):
+    mirror = link_mirror(shared_data, tmp_path)
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    gone = mirror / "brats18-sample" / "case_9" / "GT_W.nii.gz"
+    gone.unlink()
+    with pytest.raises(DataError, match=str(gone)):
+        load_task("BR18-sample")
+
+
+def copying_downloader(shared_data: Path, calls: list[str], corrupt: bool = False):
+    """A pooch downloader that serves the pinned URLs from the local mirror instead of the network."""
+
+    def fetch(url: str, output_file, pooch_obj, check_only: bool = False):
+        assert url.startswith(BRATS_SAMPLE_URL)
+        calls.append(url)
+        data = (shared_data / "brats18-sample" / url[len(BRATS_SAMPLE_URL):]).read_bytes()
+        if corrupt:
+            data = data[::-1]
+        if hasattr(output_file, "write"):
+            output_file.write(data)
+        else:
+            Path(output_file).write_bytes(data)
+
+    return fetch
+
+
+def test_download_path_with_pooch(shared_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("VOLBIAS_DATA_MIRROR", raising=False)
+    calls: list[str] = []
+    folder = download("brats18-sample", tmp_path / "cache", copying_downloader(shared_data, calls))
+    assert len(calls) == len(sha256_list("brats18-sample"))
+    assert (folder / "case_0" / "FLAIR.nii.gz").read_bytes() == (
+        shared_data / "brats18-sample" / "case_0" / "FLAIR.nii.gz").read_bytes()
+    # already downloaded and verified: no further requests, and load_task uses the download
+    download("brats18-sample", tmp_path / "cache", copying_downloader(shared_data, calls))
+    assert len(calls) == len(sha256_list("brats18-sample"))
+    task = load_task("BR18-sample", max_cases=1, spacing=4.0, cache_dir=tmp_path / "cache")
+    assert task.cases[0].meta["verified"] and str(folder) in task.cases[0].meta["source"]
+
+
+def test_tampered_download_is_refused(shared_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("VOLBIAS_DATA_MIRROR", raising=False)
+    with pytest.raises(DataError, match="download failed") as info:
+        download("brats18-sample", tmp_path / "cache", copying_downloader(shared_data, [], corrupt=True))
+    assert BRATS_SAMPLE_URL in str(info.value)
+    assert not list((tmp_path / "cache" / "downloads").rglob("*.nii.gz"))
+
+
+@pytest.mark.parametrize("task, source", [("IS17", "isles2017"), ("IS18", "isles2018"), ("BR18", "brats2018")])
+def test_unavailable_sets_explain_how_to_get_them(task, source, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(DataError) as info:
+        load_task(task)
+    assert SOURCES[source].folder in str(info.value) and "root=" in str(info.value)
+
+
+def test_mirror_folder_of_official_layout_is_used(brats_root, monkeypatch):
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(brats_root.parent))
+    task = load_task("BR18", crop="none")
+    assert len(task) == 2 and not task.cases[0].meta["verified"]
+    assert os.fspath(brats_root) in task.cases[0].meta["source"]
+
+
+def test_root_copy_is_not_hash_checked(shared_data, tmp_path):
+    root = tmp_path / "mine"
+    shutil.copytree(shared_data / "brats18-sample" / "case_8", root / "case_8")
+    task = load_task("BR18-sample", root=root, spacing=4.0)
+    assert [c.id for c in task] == ["Brats18_CBICA_AQN_1"] and not task.cases[0].meta["verified"]

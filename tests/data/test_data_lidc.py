@@ -1,0 +1,78 @@
+"""LIDC on the real mirror: rater masks against the raw PNGs, soft labels, selection options, grouped folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from volbias.data import load_task, rater_disagreement, sample_rater
+
+
+@pytest.fixture(scope="module")
+def lidc_subset(shared_data, lidc_cache):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
+    try:
+        yield load_task("LIDC", max_cases=60, seed=1, cache_dir=lidc_cache)
+    finally:
+        mp.undo()
+
+
+def raw_masks(shared_data, case):
+    folder = shared_data / "lidc-idri-slices" / case.meta["patient"] / case.meta["nodule"]
+    files = [next((folder / f"mask-{r}").glob("*.png")) for r in range(4)]
+    return np.array([np.asarray(Image.open(f)) > 0 for f in files])
+
+
+def test_raters_soft_label_and_label_match_raw_files(lidc_subset, shared_data):
+    assert len(lidc_subset) == 60
+    for case in lidc_subset.cases[:15]:
+        masks = raw_masks(shared_data, case)
+        np.testing.assert_array_equal(case.raters, masks.astype(np.float32))
+        np.testing.assert_allclose(case.marginals, masks.mean(0))
+        np.testing.assert_array_equal(case.label, (masks.sum(0) >= 2).astype(np.float32))
+        assert case.expected_volume == pytest.approx(masks.sum() / 4)
+        assert case.meta["n_marking"] == int(masks.any(axis=(1, 2)).sum())
+        assert case.image.shape == (1, 128, 128) and case.mask.all() and not case.spacing_known
+
+
+def test_disagreement_against_brute_force(lidc_subset, shared_data):
+    for case in lidc_subset.cases[:15]:
+        masks = raw_masks(shared_data, case)
+        areas = masks.sum((1, 2)).astype(float)
+        stats = rater_disagreement(case)
+        assert stats["area_cv"] == pytest.approx(areas.std() / areas.mean())
+        marked = [m for m in masks if m.any()]
+        dices = [2 * (a & b).sum() / (a.sum() + b.sum()) for i, a in enumerate(marked) for b in marked[i + 1:]]
+        if dices:
+            assert stats["mean_pairwise_dice"] == pytest.approx(np.mean(dices))
+        else:
+            assert np.isnan(stats["mean_pairwise_dice"])
+
+
+def test_patient_grouped_deterministic_folds(lidc_subset, shared_data, lidc_cache, monkeypatch):
+    fold_of_patient: dict[str, int] = {}
+    for k, fold in enumerate(lidc_subset.folds):
+        for cid in fold:
+            patient = lidc_subset[cid].meta["patient"]
+            assert fold_of_patient.setdefault(patient, k) == k
+    assert sorted(c for f in lidc_subset.folds for c in f) == sorted(c.id for c in lidc_subset)
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
+    again = load_task("LIDC", max_cases=60, seed=1, cache_dir=lidc_cache)
+    assert again.folds == lidc_subset.folds and [c.id for c in again] == [c.id for c in lidc_subset]
+    other = load_task("LIDC", max_cases=60, seed=2, cache_dir=lidc_cache)
+    assert [c.id for c in other] != [c.id for c in lidc_subset]
+
+
+def test_min_raters_filter(shared_data, lidc_cache, monkeypatch):
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
+    task = load_task("LIDC", min_raters=4, max_cases=40, cache_dir=lidc_cache)
+    assert all(c.meta["n_marking"] == 4 and c.raters.reshape(4, -1).any(1).all() for c in task)
+
+
+def test_one_rater_per_epoch_has_the_soft_label_as_mean(lidc_subset):
+    case = max(lidc_subset.cases, key=lambda c: rater_disagreement(c)["area_cv"])
+    rng = np.random.default_rng(0)
+    draws = np.mean([sample_rater(case, rng) for _ in range(2000)], axis=0)
+    assert np.abs(draws - case.marginals).max() < 0.06
