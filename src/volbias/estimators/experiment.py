@@ -1,0 +1,102 @@
+"""The runs behind the chapter "Which volume to trust": later losses next to CE and SD, per profile.
+
+Two data sets: the synthetic phantoms at the largest boundary uncertainty of the controlled-uncertainty
+grid (independent voxel labels), and the LIDC nodules (measured inter-rater uncertainty).  Each is trained
+with CE, SD and the later losses of :mod:`volbias.losses.later` on the profile's folds.  A run whose
+configuration equals a run planned by another chapter's experiment
+(:func:`volbias.analysis.experiments.controlled_uncertainty`, :func:`volbias.analysis.experiments.lidc`)
+lives in that experiment's directory, so the two chapters share it; all other runs live under the
+``which_volume`` experiment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from volbias.analysis.experiments import (
+    Experiment,
+    PlannedRun,
+    controlled_uncertainty,
+    default_runs_dir,
+    lidc,
+    synthetic_settings,
+)
+from volbias.data import load_task
+from volbias.estimators.compare import HeldOutMap, load_held_out_maps
+
+EXPERIMENT = "which_volume"
+COMPARED_LOSSES: tuple[str, ...] = ("ce", "sd", "dsc++", "tversky", "focal", "ce+sd")
+"""Losses trained for the comparison.  ``"dml"`` is left out: runs sample one hard rater mask per case and
+epoch, and on hard targets the Dice semimetric loss equals SD (tests/test_losses_later.py)."""
+
+WHICH_VOLUME_GRIDS: dict[str, dict[str, Any]] = {
+    "smoke": {"synthetic_folds": [0, 1], "lidc_folds": [0, 1]},
+    "cpu": {"synthetic_folds": [0], "lidc_folds": [0]},
+    "gpu": {"synthetic_folds": [0, 1, 2, 3, 4], "lidc_folds": [0]},
+}
+"""Per profile: the folds of each data set (on the GPU profile one LIDC run trains on all nodules for many
+epochs, so LIDC keeps one fold there)."""
+
+
+def _synthetic_template(profile: str, seed: int) -> PlannedRun:
+    """The controlled-uncertainty CE run at the most uncertain independent-noise setting."""
+    settings = synthetic_settings(profile, seed)
+    independent = settings[(settings["sweep"] == "uncertainty") & (settings["noise"] == "independent")]
+    setting = independent.sort_values("relative_sigma").iloc[-1]["setting"]
+    return next(run for run in controlled_uncertainty(profile, seed).runs
+                if run.setting == setting and run.config.loss == "ce")
+
+
+def _variant(template: PlannedRun, loss: str, fold: int) -> PlannedRun:
+    """``template`` with another loss and fold."""
+    config = replace(template.config, loss=loss, fold=fold)
+    config.validate(f"{EXPERIMENT} {config.run_name()}")
+    return PlannedRun(config, template.setting)
+
+
+def which_volume_experiments(profile: str, seed: int = 0, losses: Sequence[str] = COMPARED_LOSSES) -> list[Experiment]:
+    """The chapter's runs, grouped by the experiment directory they live in (shared runs first).
+
+    The synthetic runs copy the configuration of the controlled-uncertainty chapter's most uncertain
+    independent-noise setting, the LIDC runs that of the LIDC chapter; only the loss and the fold change.
+    The folds follow :data:`WHICH_VOLUME_GRIDS`.
+    """
+    if profile not in WHICH_VOLUME_GRIDS:
+        raise ValueError(f"profile={profile!r}: unknown; expected one of {', '.join(WHICH_VOLUME_GRIDS)}")
+    grid = WHICH_VOLUME_GRIDS[profile]
+    others = [controlled_uncertainty(profile, seed), lidc(profile, seed)]
+    synthetic = _synthetic_template(profile, seed)
+    lidc_template = others[1].runs[0]
+    wanted = [_variant(synthetic, loss, fold) for fold in grid["synthetic_folds"] for loss in losses]
+    wanted += [_variant(lidc_template, loss, fold) for fold in grid["lidc_folds"] for loss in losses]
+
+    shared = {(run.config.to_yaml(), run.setting): experiment.name for experiment in others for run in experiment.runs}
+    groups: dict[str, list[PlannedRun]] = {}
+    for run in wanted:
+        groups.setdefault(shared.get((run.config.to_yaml(), run.setting), EXPERIMENT), []).append(run)
+    return [Experiment(name, profile, tuple(runs))
+            for name, runs in sorted(groups.items(), key=lambda item: item[0] == EXPERIMENT)]
+
+
+def run_directories(experiments: Iterable[Experiment], root: str | Path | None = None) -> list[Path]:
+    """Run directories of all planned runs, in order."""
+    root = Path(root) if root is not None else default_runs_dir()
+    return [run.directory(experiment.directory(root)) for experiment in experiments for run in experiment.runs]
+
+
+def held_out_maps(experiments: Iterable[Experiment], root: str | Path | None = None) -> list[HeldOutMap]:
+    """Held-out maps of every planned run, each paired with its case (tasks loaded once per data setting)."""
+    root = Path(root) if root is not None else default_runs_dir()
+    tasks: dict[str, dict[str, Any]] = {}
+    maps: list[HeldOutMap] = []
+    for experiment in experiments:
+        for run in experiment.runs:
+            options = run.config.resolved_task_options()
+            key = f"{run.config.task} {sorted(options.items())}"
+            if key not in tasks:
+                tasks[key] = {case.id: case for case in load_task(run.config.task, **options)}
+            maps.extend(load_held_out_maps(run.directory(experiment.directory(root)), tasks[key]))
+    return maps

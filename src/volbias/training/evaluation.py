@@ -1,0 +1,74 @@
+"""Validation: probability maps of held-out cases, their per-case metrics (cases.csv) and storage."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.case import Case
+from ..models import masked_probabilities
+from .checkpoint import atomic_path
+
+#: Columns every cases.csv has, in this order (more may follow).
+CASE_COLUMNS = ("task", "loss", "fold", "seed", "case_id", "dice", "true_volume", "expected_volume",
+                "pred_volume_soft", "pred_volume_hard", "voxel_volume_ml", "volume_unit", "profile")
+
+
+@torch.no_grad()
+def predict_case(model: torch.nn.Module, case: Case, device: torch.device,
+                 amp_dtype: torch.dtype | None = None) -> np.ndarray:
+    """Probability map ``sigmoid(logits) * mask`` of one case at its own shape (float32)."""
+    model.eval()
+    image = torch.from_numpy(np.ascontiguousarray(case.image, dtype=np.float32))[None].to(device)
+    mask = torch.from_numpy(np.ascontiguousarray(case.mask))[None, None].to(device)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits = model(image)
+    return masked_probabilities(logits.float(), mask)[0, 0].cpu().numpy()
+
+
+def case_row(case: Case, prob: np.ndarray) -> dict[str, Any]:
+    """Dice of ``prob > 0.5`` against the label and the volumes of one validation case."""
+    from ..metrics import dice
+
+    voxel_ml = case.voxel_volume_ml
+    hard = prob > 0.5
+    return {
+        "case_id": case.id,
+        "dice": float(dice(hard, case.label > 0.5)),
+        "true_volume": float(np.sum(case.label > 0.5, dtype=np.float64)) * voxel_ml,
+        "expected_volume": float(case.expected_volume),
+        "pred_volume_soft": float(np.sum(prob, dtype=np.float64)) * voxel_ml,
+        "pred_volume_hard": float(np.sum(hard, dtype=np.float64)) * voxel_ml,
+        "voxel_volume_ml": voxel_ml,
+        "volume_unit": "ml" if case.spacing_known else "voxels",
+    }
+
+
+def evaluate(model: torch.nn.Module, cases: Sequence[Case], device: torch.device,
+             amp_dtype: torch.dtype | None, run_columns: dict[str, Any]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Predict every case; return the probability maps by case id and the cases table."""
+    probs: dict[str, np.ndarray] = {}
+    rows = []
+    for case in cases:
+        probs[case.id] = predict_case(model, case, device, amp_dtype)
+        rows.append({**run_columns, **case_row(case, probs[case.id])})
+    table = pd.DataFrame(rows)
+    ordered = [c for c in CASE_COLUMNS if c in table.columns]
+    return probs, table[ordered + [c for c in table.columns if c not in ordered]]
+
+
+def write_probabilities(path: str | os.PathLike[str], probs: dict[str, np.ndarray]) -> None:
+    """Store probability maps (float16, compressed npz, key = case id) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **{k: v.astype(np.float16) for k, v in probs.items()})
+
+
+def write_table(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
+    """Write a CSV atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
