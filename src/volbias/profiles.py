@@ -37,6 +37,7 @@ class Profile:
     patch_size: int | tuple[int, ...] | None = None  # random training crops (edge or per-axis sizes); None = whole images
     amp: bool = True  # automatic mixed precision (only takes effect on CUDA)
     max_train_seconds: float | None = None  # stop training early after this much time (benchmarks only)
+    targets: str = "rater"  # "rater": one sampled annotation per case and epoch; "soft": the marginals p
     task_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     task_training: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

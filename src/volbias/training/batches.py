@@ -60,8 +60,17 @@ class EpochPlan:
     offsets: list[tuple[int, ...]]  # per position in ``order``; empty tuples when not cropping
 
 
-def _targets_of(case: Case) -> np.ndarray:
-    """The annotations to sample from: the raters when present, else the single label."""
+TARGET_MODES = ("rater", "soft")
+
+
+def _targets_of(case: Case, mode: str = "rater") -> np.ndarray:
+    """The targets to sample from, shaped (R, *spatial).
+
+    ``"rater"``: the annotations (raters) when present, else the single label. ``"soft"``: the case's voxel
+    marginals (mean rater for LIDC, exact p for phantoms) as one soft target, else the single label.
+    """
+    if mode == "soft":
+        return (case.marginals if case.marginals is not None else case.label)[None]
     return case.raters if case.raters is not None else case.label[None]
 
 
@@ -92,21 +101,25 @@ def _pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def build_training_set(cases: Sequence[Case], device: torch.device, multiple: int = 27,
-                       patch_size: int | Sequence[int] | None = None, half: bool = False) -> TrainingSet:
+                       patch_size: int | Sequence[int] | None = None, half: bool = False,
+                       target_mode: str = "rater") -> TrainingSet:
     """Stack ``cases`` into tensors; keep them on ``device`` when it is a GPU with room, else on the host.
 
     ``half`` stores images and targets in float16 (exact for {0,1} targets; used with mixed precision).
+    ``target_mode`` chooses the targets (see ``TARGET_MODES``): sampled annotations or the soft marginals.
     """
     if not cases:
         raise ValueError("training needs at least one case; the fold's training split is empty")
     patch = as_patch(patch_size, cases[0].label.ndim)
     shape = _padded_shape(cases, multiple, patch)
-    n_targets = [_targets_of(c).shape[0] for c in cases]
+    if target_mode not in TARGET_MODES:
+        raise ValueError(f"targets={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
+    n_targets = [_targets_of(c, target_mode).shape[0] for c in cases]
     r_max = max(n_targets)
     images = np.stack([_pad_to(c.image.astype(np.float32), shape) for c in cases])
     targets = np.zeros((len(cases), r_max, *shape), dtype=np.float32)
     for i, case in enumerate(cases):
-        targets[i, : n_targets[i]] = _pad_to(_targets_of(case).astype(np.float32), shape)
+        targets[i, : n_targets[i]] = _pad_to(_targets_of(case, target_mode).astype(np.float32), shape)
     masks = np.stack([_pad_to(c.mask.astype(bool), shape)[None] for c in cases])
     data = [torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(masks)]
     if half:

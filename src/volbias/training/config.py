@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..profiles import PROFILE_NAMES, TRAINING_KEYS, Profile, get_profile
+from .batches import TARGET_MODES
 from .schedules import validate_loss_name
 
 
@@ -93,6 +94,10 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"{source}: training: unknown setting(s) {', '.join(unknown)}; "
                               f"allowed: {', '.join(TRAINING_KEYS)}")
+        targets = self.training.get("targets", "rater")
+        if targets not in TARGET_MODES:
+            raise ConfigError(f"{source}: training: targets={targets!r} unknown; expected one of "
+                              f"{', '.join(TARGET_MODES)}")
         try:
             validate_loss_name(self.loss)
         except ValueError as err:

@@ -3,6 +3,7 @@
 Run directory (written atomically, DONE last)::
 
     config.yaml          the run's config
+    resolved.yaml        the data options and training settings the config means under its profile
     checkpoints/last.pt  model, optimiser, scheduler, scaler, random states, epoch, log (weights_only)
     train_log.csv        one row per epoch: epoch, stage, loss, train_loss, lr (at the epoch's start), seconds
     probabilities.npz    validation probability maps (float16, masked, key = case id)
@@ -33,7 +34,7 @@ import yaml
 from tqdm import tqdm
 
 from ..models import ModelSpec
-from ..profiles import Profile
+from ..profiles import TRAINING_KEYS, Profile
 from .batches import build_training_set, iterate_batches, plan_epoch
 from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, write_text_atomic
 from .config import ConfigError, RunConfig
@@ -112,12 +113,24 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + 1)
 
 
+def resolved_settings(config: RunConfig) -> dict[str, Any]:
+    """What the config means once its profile is applied: the data options and the training settings."""
+    profile = config.resolved_profile()
+    training = {key: getattr(profile, key) for key in TRAINING_KEYS}
+    training = {key: list(value) if isinstance(value, tuple) else value for key, value in training.items()}
+    return {"task_options": config.resolved_task_options(), "training": training}
+
+
 def _check_out_dir(config: RunConfig, out_dir: Path) -> None:
     saved = out_dir / "config.yaml"
     if saved.is_file():
         previous = yaml.safe_load(saved.read_text())
         if previous != config.to_dict():
             raise ConfigError(f"{out_dir}: holds a run with a different config; use another --out directory")
+    resolved = out_dir / "resolved.yaml"
+    if resolved.is_file() and yaml.safe_load(resolved.read_text()) != resolved_settings(config):
+        raise ConfigError(f"{out_dir}: holds a run made with other profile settings (the profile changed since); "
+                          "delete it or use another --out directory")
 
 
 def _load_data(config: RunConfig) -> Any:
@@ -137,6 +150,7 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike[str], out_dir:
         return RunResult(out_dir, config, trained=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "config.yaml", config.to_yaml())
+    write_text_atomic(out_dir / "resolved.yaml", yaml.safe_dump(resolved_settings(config), sort_keys=False))
     profile = config.resolved_profile()
     device = resolve_device(config.device)
     with deterministic(device.type == "cpu"):
@@ -156,7 +170,7 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
     model = spec.build().to(device)  # initialised from the seeded global generator
     amp_dtype = amp_dtype_for(device, profile.amp)
     train = build_training_set(train_cases, device, model.size_multiple, profile.patch_size,
-                               half=amp_dtype is not None)
+                               half=amp_dtype is not None, target_mode=profile.targets)
     steps_per_epoch = -(-len(train) // profile.batch_size)
     weight_decay = 0.0 if variant == "is18" else profile.weight_decay
     stages = plan_stages(config.loss, config.loss_options, profile.epochs, profile.pretrain_fraction)
