@@ -208,9 +208,11 @@ def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
             else:
                 assert key in others[experiment.name]
             planned.append((run.config.task, run.config.loss, run.config.fold))
+            # the Dice semimetric loss trains on the soft targets, every other loss on sampled raters
+            assert run.config.resolved_profile().targets == ("soft" if run.config.loss == "dml" else "rater")
     grid = WHICH_VOLUME_GRIDS[profile]
     expected = {("synthetic", loss, fold) for loss in COMPARED_LOSSES for fold in grid["synthetic_folds"]}
-    expected |= {("LIDC", loss, fold) for loss in COMPARED_LOSSES for fold in grid["lidc_folds"]}
+    expected |= {("LIDC", loss, fold) for loss in grid["lidc_losses"] for fold in grid["lidc_folds"]}
     assert sorted(planned) == sorted(expected)
 
 

@@ -76,3 +76,20 @@ def test_one_rater_per_epoch_has_the_soft_label_as_mean(lidc_subset):
     rng = np.random.default_rng(0)
     draws = np.mean([sample_rater(case, rng) for _ in range(2000)], axis=0)
     assert np.abs(draws - case.marginals).max() < 0.06
+
+
+def test_central_crop_matches_the_raw_files(shared_data, lidc_cache, monkeypatch):
+    from volbias.data import DataError
+
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
+    task = load_task("LIDC", max_cases=10, seed=1, crop_size=54, cache_dir=lidc_cache)
+    for case in task.cases:
+        masks = raw_masks(shared_data, case)[:, 37:91, 37:91]  # the central 54 of 128 pixels
+        image = np.asarray(Image.open(next((shared_data / "lidc-idri-slices" / case.meta["patient"]
+                                            / case.meta["nodule"] / "images").glob("*.png"))))
+        assert case.image.shape == (1, 54, 54) and case.mask.shape == (54, 54)
+        np.testing.assert_allclose(case.image[0], image[37:91, 37:91] / 255.0, atol=1e-6)
+        np.testing.assert_allclose(case.marginals, masks.mean(0))
+        np.testing.assert_array_equal(case.raters, masks.astype(np.float32))
+    with pytest.raises(DataError, match="crop_size=200"):
+        load_task("LIDC", max_cases=10, crop_size=200, cache_dir=lidc_cache)

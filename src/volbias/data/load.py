@@ -105,10 +105,12 @@ def _load_nifti_task(spec: TaskSpec, root: PathLike | None, spacing: float | Non
 
 
 def _load_lidc(spec: TaskSpec, root: PathLike | None, max_cases: int | None = None, min_raters: int = 1,
-               seed: int = 0, cache_dir: PathLike | None = None) -> TaskData:
+               seed: int = 0, crop_size: int = readers_lidc.SIDE, cache_dir: PathLike | None = None) -> TaskData:
     _positive("max_cases", max_cases)
     if min_raters not in (1, 2, 3, 4):
         raise DataError(f"option min_raters={min_raters!r}: must be 1, 2, 3 or 4")
+    if not isinstance(crop_size, int) or not 8 <= crop_size <= readers_lidc.SIDE:
+        raise DataError(f"option crop_size={crop_size!r}: must be an integer from 8 to {readers_lidc.SIDE}")
     folder, verified = locate("lidc-idri-slices", root, cache_dir)
     if verified:  # the files were just checked against the package's sha256 list
         digests = sha256_list("lidc-idri-slices")
@@ -118,7 +120,7 @@ def _load_lidc(spec: TaskSpec, root: PathLike | None, max_cases: int | None = No
     keep = np.flatnonzero(readers_lidc.n_marking(arrays) >= min_raters)
     if max_cases is not None and max_cases < len(keep):
         keep = np.sort(np.random.default_rng(seed).choice(keep, size=int(max_cases), replace=False))
-    cases = readers_lidc.build_cases(arrays, keep)
+    cases = readers_lidc.build_cases(arrays, keep, crop_size)
     for c in cases:
         c.meta["verified"] = verified
     folds = derived_folds([c.id for c in cases], seed=seed, groups=[c.meta["patient"] for c in cases])
@@ -144,7 +146,7 @@ def load_task(name: str, root: PathLike | None = None, **options: Any) -> TaskDa
     root: folder of the user's own copy in the official layout (default: the mirror
     $VOLBIAS_DATA_MIRROR, else a verified download for the public samples). Common options: spacing
     (grid in mm, default the paper's 2 mm), max_cases, cache_dir, crop ("paper", "foreground", "none").
-    LIDC: max_cases, min_raters, seed. synthetic: dims, radius, sigma, noise, n_cases, size, contrast,
+    LIDC: max_cases, min_raters, seed, crop_size (central crop in pixels). synthetic: dims, radius, sigma, noise, n_cases, size, contrast,
     image_noise, n_raters, n_blobs, seed. Bad input raises DataError naming the offending file.
     """
     spec = get_spec(name)

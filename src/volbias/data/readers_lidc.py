@@ -101,16 +101,20 @@ def load_arrays_cached(root: Path, rels: list[str], cache_dir: str | os.PathLike
     return arrays
 
 
-def build_cases(arrays: dict[str, np.ndarray], keep: np.ndarray) -> list[Case]:
+def build_cases(arrays: dict[str, np.ndarray], keep: np.ndarray, crop_size: int = SIDE) -> list[Case]:
     """Cases for the selected nodule indices: image / 255, the 4 rater masks, mean rater, label p >= 0.5.
 
-    The arrays of all cases are allocated at once and each case holds views into them (fast for 2630 nodules).
+    ``crop_size`` keeps the central ``crop_size`` x ``crop_size`` pixels (the release centres each crop on its
+    nodule). The arrays of all cases are allocated at once and each case holds views into them (fast for
+    2630 nodules).
     """
-    raters = _BITS[arrays["masks"][keep]].reshape(len(keep), N_RATERS, SIDE, SIDE)
+    lo = (SIDE - crop_size) // 2
+    window = (slice(None), slice(None), slice(lo, lo + crop_size), slice(lo, lo + crop_size))
+    raters = _BITS[arrays["masks"][keep]].reshape(len(keep), N_RATERS, SIDE, SIDE)[window]
     marginals = raters.sum(1) / N_RATERS
     labels = (marginals >= 0.5).astype(np.float32)
-    images = arrays["images"][keep].astype(np.float32)[:, None] / 255.0
-    masks = np.ones((len(keep), SIDE, SIDE), dtype=bool)
+    images = (arrays["images"][keep].astype(np.float32)[:, None] / 255.0)[window]
+    masks = np.ones((len(keep), crop_size, crop_size), dtype=bool)
     marking = raters.reshape(len(keep), N_RATERS, -1).max(-1).sum(-1)
     cases = []
     for j, i in enumerate(keep):

@@ -81,7 +81,7 @@ TASKS: dict[str, TaskSpec] = {
         "LIDC", "LIDC-IDRI lung nodules, up to 4 radiologists (2D)", True, 2, ("CT (lung window, 8 bit)",),
         "nodule (>= half of 4 raters)", "all pixels", None, 0.0, (0.0,), (255.0,),
         None, "derived", "measured (4 raters)", "periclesanfe/Pulmoseg LIDC-IDRI-slices", "armato2011",
-        ("max_cases", "min_raters", "seed", "cache_dir")),
+        ("max_cases", "min_raters", "seed", "crop_size", "cache_dir")),
     "synthetic": TaskSpec(
         "synthetic", "Blob phantoms with known voxel marginals", True, 2, ("intensity",), "blobs",
         "all voxels", None, 0.0, (0.0,), (1.0,), None, "derived", "controlled (sigma)", "generated",

@@ -1,0 +1,97 @@
+"""Tests of volbias.analysis.results_store (manifests, stored result sets) and claims (verdict table)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from volbias.analysis import claims, results_store
+
+
+def make_cases(task: str, sd_scale: float, dice_gain: float, n: int = 20, seed: int = 0) -> pd.DataFrame:
+    """CE: unbiased soft volume; SD: volume scaled by ``sd_scale`` and Dice raised by ``dice_gain``."""
+    rng = np.random.default_rng(seed)
+    expected = rng.uniform(50, 150, n)
+    base_dice = rng.uniform(0.6, 0.85, n)
+    rows = []
+    for loss in ("ce", "sd"):
+        scale, gain = (sd_scale, dice_gain) if loss == "sd" else (1.0, 0.0)
+        vol = expected * scale * (1 + rng.normal(0, 0.01, n))
+        for i in range(n):
+            rows.append({"task": task, "loss": loss, "fold": i % 5, "seed": 0, "case_id": f"c{i}",
+                         "dice": base_dice[i] + gain + rng.normal(0, 0.002), "true_volume": expected[i],
+                         "expected_volume": expected[i], "pred_volume_soft": vol[i],
+                         "pred_volume_hard": vol[i], "voxel_volume_ml": 1.0})
+    return pd.DataFrame(rows)
+
+
+def write_result_set(root: Path, cases: pd.DataFrame) -> Path:
+    run = root / "run_sd"
+    run.mkdir(parents=True)
+    cases.to_csv(run / "cases.csv", index=False)
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": "BR18", "loss": "sd", "profile": "gpu"}))
+    (run / "DONE").write_text("")
+    return root
+
+
+def test_manifest_round_trip_and_result_set(tmp_path: Path) -> None:
+    result = write_result_set(tmp_path / "br18-gpu", make_cases("BR18", 1.0, 0.0))
+    path = results_store.write_manifest(result, seed=7, profile="gpu", description="five folds")
+    manifest = results_store.read_manifest(result)
+    assert manifest["seed"] == 7 and manifest["profile"] == "gpu"
+    assert set(results_store.MANIFEST_KEYS) <= set(manifest)
+    assert manifest["versions"]["numpy"] == np.__version__
+    assert manifest["hardware"]["cpu_count"] >= 1
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert json.loads(path.read_text()) == manifest
+    sets = results_store.read_result_sets(tmp_path)
+    assert [s.name for s in sets] == ["br18-gpu"]
+    assert len(sets[0].cases) == 40 and set(sets[0].cases["source"]) == {"br18-gpu"}
+    assert results_store.read_result_sets(tmp_path / "absent") == []
+
+
+def test_manifest_errors_name_the_file(tmp_path: Path) -> None:
+    result = write_result_set(tmp_path / "r", make_cases("BR18", 1.0, 0.0))
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        results_store.read_result_set(result)
+    (result / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"manifest\.json: not valid JSON"):
+        results_store.read_manifest(result)
+    (result / "manifest.json").write_text(json.dumps({"commit": "abc", "seed": 0}))
+    with pytest.raises(ValueError, match=r"lacks \['versions', 'hardware'\]"):
+        results_store.read_manifest(result)
+    empty = tmp_path / "empty"
+    results_store.write_manifest(empty, seed=0, profile="gpu")
+    with pytest.raises(ValueError, match="no finished runs"):
+        results_store.read_result_set(empty)
+
+
+def test_claims_table_verdicts() -> None:
+    cases = pd.concat([
+        make_cases("IS17", sd_scale=1.4, dice_gain=0.04, seed=1),   # high uncertainty, biased: agrees
+        make_cases("IS18", sd_scale=1.01, dice_gain=0.0, seed=2),   # high uncertainty, unbiased: disagrees
+        make_cases("BR18", sd_scale=1.01, dice_gain=-0.03, seed=3), # low uncertainty, unbiased: agrees
+        make_cases("MO17", sd_scale=0.8, dice_gain=0.03, seed=4),   # low uncertainty, biased: disagrees
+    ], ignore_index=True)
+    table = claims.claims_table(cases, claims.PAPER_UNCERTAINTY | {"absent": "high"})
+    verdict = {(r.claim, r.group): r["agrees?"] for _, r in table.iterrows()}
+    assert verdict == {
+        (1, "BR18"): "no", (1, "IS17"): "yes", (1, "IS18"): "inconclusive", (1, "MO17"): "yes",
+        (2, "IS17"): "yes", (2, "IS18"): "no", (3, "BR18"): "yes", (3, "MO17"): "no",
+    }
+    text = table[(table.claim == 2) & (table.group == "IS17")]["our result"].iloc[0]
+    sd = cases[(cases.task == "IS17") & (cases.loss == "sd")]
+    by_hand = (sd.pred_volume_hard - sd.expected_volume).sum() / sd.expected_volume.sum()
+    assert text.startswith(f"SD hard {by_hand:+.1%} [")
+    untrained = claims.claims_table(cases, {"IS17": "high", "BR18": "low"}, min_dice=0.8)
+    assert set(untrained["agrees?"]) == {"not tested"}  # mean Dice of these cases is about 0.7-0.8
+    assert untrained["our result"].str.startswith("not tested: networks under-trained").all()
+    kept = claims.claims_table(cases, {"IS17": "high"}, min_dice=0.5)
+    assert "not tested" not in set(kept["agrees?"])
+    with pytest.raises(ValueError, match="'low' or 'high'"):
+        claims.claims_table(cases, {"IS17": "medium"})
