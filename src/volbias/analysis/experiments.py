@@ -91,7 +91,7 @@ def _check_profile(profile: str, grids: Mapping[str, Any]) -> None:
 # --- Controlled uncertainty: synthetic phantoms ------------------------------------------------------
 
 SYNTHETIC_GRIDS: dict[str, dict[str, Any]] = {
-    "smoke": {"radius": 4.0, "relative_sigma": [0.1, 0.9], "noise": ["independent"], "size_sigma": 2.0,
+    "smoke": {"radius": 4.0, "relative_sigma": [0.1, 0.9], "noise": ["independent", "shift"], "size_sigma": 2.0,
               "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "training": {}},
     "cpu": {"radius": 4.0, "relative_sigma": [0.1, 0.5, 0.9], "noise": ["independent", "shift"],
             "size_sigma": 2.0, "size_radius": [2.5, 8.0], "losses": ["ce", "sd"], "two_stage": ["ce-sd"],
