@@ -13,7 +13,6 @@ from volbias.theory import (
     core_rim_relative_bias,
     dice_optimal_mask,
     keeps_rim,
-    plugin_soft_dice,
     q_crit,
     sample_shift_labels,
     shift_dice_optimal_mask,
@@ -27,9 +26,10 @@ from volbias.theory import (
 @given(st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 1.0))
 def test_soft_dice_optimum_keeps_rim_exactly_above_q_crit(core: int, rim: int, q: float) -> None:
     p = core_rim_marginals(core, rim, q)
+    np.testing.assert_array_equal(p, np.r_[np.ones(core), np.full(rim, q)])
     r = rim / core
-    with_rim = plugin_soft_dice(np.ones(p.size), p)
-    without_rim = plugin_soft_dice((p == 1).astype(float), p)
+    total = core + rim * q  # plug-in soft Dice 2 <s, p> / (sum s + sum p) of the two candidate masks
+    with_rim, without_rim = 2 * total / (core + rim + total), 2 * core / (core + total)
     if abs(with_rim - without_rim) < 1e-12:
         return  # on the boundary q = q_crit both are optimal
     mask = soft_dice_optimum(p)

@@ -17,20 +17,27 @@ from volbias.theory import (
     soft_dice_optimum,
     soft_dice_threshold,
 )
+from volbias.theory._checks import TIE_TOLERANCE, first_maximiser
 
 probabilities = arrays(np.float64, st.integers(1, 12), elements=st.floats(0.0, 1.0))
 
 
-def brute_force_soft_dice(p: np.ndarray) -> tuple[float, set[tuple[bool, ...]]]:
-    """Best plug-in soft Dice over all 2^N binary masks, and the set of masks reaching it."""
+def brute_force_soft_dice(p: np.ndarray) -> dict[tuple[bool, ...], float]:
+    """Plug-in soft Dice of every one of the 2^N binary masks (1 when both sums are zero)."""
     total = p.sum()
     scores = {}
     for bits in itertools.product([False, True], repeat=p.size):
         s = np.array(bits, dtype=float)
         denominator = s.sum() + total
         scores[bits] = 1.0 if denominator == 0 else 2 * s @ p / denominator
-    best = max(scores.values())
-    return best, {m for m, v in scores.items() if v >= best * (1 - 1e-9)}
+    return scores
+
+
+def tie_respecting_cuts(p: np.ndarray) -> list[tuple[bool, ...]]:
+    """Every mask ``p >= v`` for a value ``v`` of ``p``, by growing size; only the empty mask if ``p`` is all zero."""
+    if not p.any():
+        return [tuple([False] * p.size)]
+    return [tuple(p >= v) for v in sorted(set(p.tolist()), reverse=True)]
 
 
 def test_expected_volume_matches_monte_carlo_and_spacing() -> None:
@@ -62,15 +69,26 @@ def test_cross_entropy_optimum_minimises_expected_cross_entropy() -> None:
 @settings(max_examples=60, deadline=None)
 @given(probabilities)
 def test_soft_dice_optimum_is_the_brute_force_maximiser(p: np.ndarray) -> None:
-    best, maximisers = brute_force_soft_dice(p)
+    scores = brute_force_soft_dice(p)
+    best = max(scores.values())
     mask = soft_dice_optimum(p)
     assert mask.dtype == bool
-    assert tuple(mask) in maximisers
     assert plugin_soft_dice(mask.astype(float), p) == pytest.approx(best, abs=1e-12)
+    assert scores[tuple(mask)] == pytest.approx(best, abs=1e-12)
     assert soft_dice_threshold(p) == pytest.approx(best / 2, abs=1e-12)
-    # the smallest maximiser that keeps tied voxels together is returned
-    respects_ties = [m for m in maximisers if all(m[i] == m[j] for i in range(p.size) for j in range(p.size) if p[i] == p[j])]
-    assert mask.sum() == min(sum(m) for m in respects_ties)
+    # the documented tie rule: among the cuts that keep tied voxels together, the smallest within
+    # TIE_TOLERANCE of the best (scores from the brute force above, not from the code under test)
+    cuts = tie_respecting_cuts(p)
+    chosen = cuts[first_maximiser(np.array([scores[c] for c in cuts]))]
+    assert mask.sum() == sum(chosen)
+
+
+def test_soft_dice_optimum_takes_the_smaller_of_two_tied_masks() -> None:
+    """2<s,p>/(sum s + sum p) is equal (to rounding) for {0} and {0, 1} when p = (1, sqrt 2 - 1)."""
+    p = np.array([1.0, np.sqrt(2.0) - 1.0])
+    assert abs(plugin_soft_dice(np.array([1.0, 0.0]), p) - plugin_soft_dice(np.ones(2), p)) < TIE_TOLERANCE
+    np.testing.assert_array_equal(soft_dice_optimum(p), [True, False])
+    assert soft_dice_threshold(p) == pytest.approx(plugin_soft_dice(np.array([1.0, 0.0]), p) / 2, abs=1e-15)
 
 
 @settings(max_examples=60, deadline=None)

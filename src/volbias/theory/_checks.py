@@ -1,8 +1,11 @@
-"""Input validation shared by the theory modules."""
+"""Input validation shared by the theory modules, and the tie rule of their maximisers."""
 
 from __future__ import annotations
 
 import numpy as np
+
+TIE_TOLERANCE = 1e-12
+"""Scores closer than this count as equal: it exceeds the error of every score computed here."""
 
 
 def as_probabilities(p: np.ndarray, name: str = "p") -> np.ndarray:
@@ -13,18 +16,12 @@ def as_probabilities(p: np.ndarray, name: str = "p") -> np.ndarray:
     return arr
 
 
-def as_mask(mask: np.ndarray, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
-    """Return ``mask`` as a boolean array of the given shape (values must be 0/1)."""
-    arr = np.asarray(mask)
-    if arr.shape != shape:
-        raise ValueError(f"{name}: shape {arr.shape} differs from the probability map's {shape}")
-    if arr.dtype != bool:
-        if arr.size and not np.all((arr == 0) | (arr == 1)):
-            raise ValueError(f"{name}: a hard mask must hold only 0 and 1")
-        arr = arr.astype(bool)
-    return arr
+def first_maximiser(scores: np.ndarray, tolerance: float = TIE_TOLERANCE) -> int:
+    """Index of the first score within ``tolerance`` of the maximum: the tie rule of every optimum here.
 
-
-def descending_order(p: np.ndarray) -> np.ndarray:
-    """Flat indices of ``p`` sorted by decreasing value; ties keep their raster order (stable)."""
-    return np.argsort(-p.ravel(), kind="stable")
+    Scores are listed by growing mask (top-k masks by ``k``), so among masks whose scores agree to
+    within the tolerance, the smallest wins; a tie therefore never hinges on the last bits of a
+    floating-point sum.  ``-inf`` marks a candidate that is not allowed.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return int(np.flatnonzero(scores >= scores.max() - tolerance)[0])

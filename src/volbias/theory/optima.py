@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from volbias.theory._checks import as_probabilities
+from volbias.theory._checks import as_probabilities, first_maximiser
 
 
 def voxel_volume(spacing: Sequence[float] | None, ndim: int) -> float:
@@ -62,7 +62,7 @@ def _soft_dice_best_cut(p: np.ndarray) -> tuple[float, float]:
     """Return ``(SD*, cut value v)`` of the plug-in soft Dice optimum, whose mask is ``p >= v``.
 
     Only cuts between distinct values of ``p`` are considered, so tied voxels are kept or dropped
-    together; among equally good cuts the smallest mask wins.
+    together; among equally good cuts (:func:`first_maximiser`) the smallest mask wins.
     """
     values = np.sort(p.ravel())[::-1]
     total = values.sum()
@@ -72,7 +72,7 @@ def _soft_dice_best_cut(p: np.ndarray) -> tuple[float, float]:
     k = np.arange(1, values.size + 1)
     group_end = np.append(values[1:] != values[:-1], True)  # last voxel of each tie group
     scores = np.where(group_end, 2.0 * top_sums / (k + total), -np.inf)
-    best = int(np.argmax(scores))
+    best = first_maximiser(scores)
     return float(scores[best]), float(values[best])
 
 
@@ -81,8 +81,9 @@ def soft_dice_optimum(p: np.ndarray) -> np.ndarray:
 
     The maximiser is binary and keeps the voxels with the largest ``p`` (top-k).  Ties are broken
     deterministically: voxels with equal ``p`` are all kept or all dropped, and where several
-    masks reach the same maximum the smallest is returned.  An all-zero ``p`` gives the empty mask
-    (soft Dice 1 by the 0/0 convention of :func:`plugin_soft_dice`).
+    masks reach the same maximum (to within ``TIE_TOLERANCE``, see
+    :func:`volbias.theory._checks.first_maximiser`) the smallest is returned.  An all-zero ``p``
+    gives the empty mask (soft Dice 1 by the 0/0 convention of :func:`plugin_soft_dice`).
     """
     p = as_probabilities(p)
     _, cut = _soft_dice_best_cut(p)
