@@ -161,6 +161,7 @@ def test_ce_plus_sd_is_weighted_sum() -> None:
 @pytest.mark.parametrize(
     ("name", "options"),
     [("dml", {"reduction": "voxel"}), ("dsc++", {"gamma": 0.0}), ("tversky", {"alpha": -1.0}),
+     ("tversky", {"alpha": 0.0, "beta": 0.0}),
      ("focal", {"alpha": 2.0}), ("ce+sd", {"lambda_ce": -1.0})],
 )
 def test_bad_options_raise(name: str, options: dict) -> None:

@@ -30,7 +30,9 @@ def test_profiles_and_overrides() -> None:
     # per-task data and training settings, overridden by the config
     config = RunConfig.from_dict({**BASE, "task": "BR18-sample", "profile": "cpu", "task_options": {"spacing": 6.0}})
     assert config.resolved_task_options()["spacing"] == 6.0
-    assert config.resolved_profile().patch_size == (54, 54, 27)
+    task_training = get_profile("cpu").task_training["BR18-sample"]
+    assert config.resolved_profile().epochs == task_training["epochs"] != get_profile("cpu").epochs
+    assert config.resolved_profile().width == task_training["width"] != get_profile("cpu").width
     config3d = RunConfig.from_dict({**BASE, "profile": "cpu", "task_options": {"dims": 3}, "training": {"epochs": 7}})
     assert config3d.resolved_task_options()["size"] == 27 and config3d.resolved_profile().epochs == 7
 
@@ -58,6 +60,21 @@ def test_plan_stages() -> None:
     assert [s.loss for s in plan_stages("ce-dml", {}, 4, 0.5)] == ["ce", "dml"]
     with pytest.raises(ValueError, match="unknown"):
         plan_stages("sd-ce", {}, 10, 0.5)
+
+
+def test_step_schedule_divides_by_ten_after_four_and_six_sevenths() -> None:
+    model = torch.nn.Linear(2, 1)
+    optimizer, scheduler = build_optimizer(model, 0.7, 0.0, "step", epochs=7, steps_per_epoch=100)
+    rates = []
+    for _ in range(700):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    rates = np.array(rates)
+    steps_at = {0.7: np.sum(np.isclose(rates, 0.7)), 0.07: np.sum(np.isclose(rates, 0.07)),
+                0.007: np.sum(np.isclose(rates, 0.007))}
+    assert steps_at == {0.7: 400, 0.07: 200, 0.007: 100}  # 300/525, 150/525, 75/525 of the 700 steps
+    assert np.all(np.diff(rates) <= 0)
 
 
 def test_cosine_schedule_reaches_one_percent() -> None:
@@ -96,7 +113,7 @@ def test_batches_sample_one_rater_per_case_and_pad_with_mask_zero() -> None:
                 seen.add((case, rater))
                 rows = 5 + case
                 assert msk[0, :rows, :7].all() and not msk[0, rows:].any() and not msk[0, :, 7:].any()
-                assert (img[0, rows:] == 0).all()
+                assert (img[0, rows:] == case).all()  # padded with the case's background (its minimum)
         assert sorted(order) == list(range(6))  # every case once per epoch
     assert len(seen) == 18  # every rater of every case was drawn at some epoch
 
@@ -131,3 +148,20 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:
     assert np.array_equal(expected[2], again[2]) and expected[3] == again[3]
     assert loaded["epoch"] == 4 and loaded["log"] == state["log"]
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary files left behind
+
+
+def test_foreground_fraction_and_output_prior() -> None:
+    cases = _cases(3, raters=2)
+    for case in cases:  # binary draws: rater r of case i marks its first r + 1 rows
+        case.raters = np.stack([(np.arange(case.label.shape[0])[:, None] <= r) * np.ones_like(case.label)
+                                for r in range(2)]).astype(np.float32)
+    train = build_training_set(cases, torch.device("cpu"), multiple=9)
+    marked = sum(c.raters.sum() / 2 for c in cases)  # mean over each case's raters
+    assert train.foreground_fraction() == pytest.approx(marked / sum(c.mask.sum() for c in cases))
+    from volbias.models import build_model
+
+    model = build_model(2, 1, width=0.1)
+    model.set_output_prior(0.2)
+    assert float(torch.sigmoid(model.head.conv.bias.detach())) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="prior"):
+        model.set_output_prior(1.0)

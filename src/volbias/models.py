@@ -9,12 +9,22 @@ features. The IS18 variant halves the features, pools by averaging and drops ins
 2D variant uses (3,3) kernels throughout. The network returns logits; probabilities are
 ``sigmoid(logits) * mask`` (see :func:`masked_probabilities`).
 
-Inputs of any size are accepted: the forward pass pads each spatial axis to a multiple of 27 (zeros at the
-end; at least two coarsest voxels in total) and crops the output back, so every pooling window is complete.
+As in the authors' code (paper-facts, "repo"): every convolution is followed by instance normalisation
+without learned parameters and a LeakyReLU of slope 0.01 (order conv -> norm -> activation), and weights
+are He-normal initialised (``kaiming_normal_``, fan-in, untruncated; Keras' ``he_normal`` truncates at two
+standard deviations, a difference we do not reproduce) with zero biases.
+
+Inputs of any size are accepted without padding them: pooling rounds up (``ceil_mode``; a window at the end of
+an axis pools the voxels it has) and each upsampled map is cropped to its skip connection, so an input
+whose sizes are multiples of 27 (the paper's 162 x 162 x 108 patches) is processed exactly as by a network
+without those rules, and larger inputs of other sizes cost no padded voxels. (Axes shorter than 27 voxels
+are zero-padded to 27, and an input of at most 27 voxels along every axis to 28 along its first axis, so
+that every pooling window holds a voxel and instance normalisation sees two coarsest voxels.)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,6 +36,7 @@ from torch import nn
 #: Feature counts (down path) of the paper's four pathways, finest first.
 PAPER_FEATURES: tuple[tuple[int, int], ...] = ((20, 40), (40, 80), (80, 160), (160, 160))
 POOL_FACTOR = 3
+LEAKY_SLOPE = 0.01  # the authors' LeakyReLU slope
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,7 @@ class MultiPathwayUNet(nn.Module):
         features: Sequence[Sequence[int]] = PAPER_FEATURES,
         pooling: str = "max",
         norm: str | None = "instance",
-        act: str = "relu",
+        act: str | tuple = ("leakyrelu", {"negative_slope": LEAKY_SLOPE}),
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -87,7 +98,7 @@ class MultiPathwayUNet(nn.Module):
                     ("avg", 2): nn.AvgPool2d, ("avg", 3): nn.AvgPool3d}[(pooling, spatial_dims)]
         self.down = nn.ModuleList()
         self.up = nn.ModuleList()
-        self.pool = pool_cls(POOL_FACTOR, POOL_FACTOR)
+        self.pool = pool_cls(POOL_FACTOR, POOL_FACTOR, ceil_mode=True)
         self.upsample = UpSample(spatial_dims, scale_factor=POOL_FACTOR, mode="nontrainable",
                                  interp_mode="linear", align_corners=False, pre_conv=None)
         cin = in_channels
@@ -101,22 +112,33 @@ class MultiPathwayUNet(nn.Module):
             # up features of a pathway mirror its down features: [f2, f1]
             self.up.append(nn.Sequential(conv(coarser_out + f2, f2, in_plane=False), conv(f2, f1, in_plane=True)))
         self.head = Convolution(spatial_dims, self.features[0][0], 1, kernel_size=1, conv_only=True)
+        self.apply(he_normal_init)
+
+    def set_output_prior(self, prior: float) -> None:
+        """Initialise the output bias to ``logit(prior)``, so that the untrained network predicts the
+        foreground fraction ``prior`` everywhere instead of 0.5 (the prior initialisation of Lin et al.,
+        2017; the weights keep their He-normal initialisation)."""
+        if not 0.0 < prior < 1.0:
+            raise ValueError(f"prior must be in (0, 1), got {prior}")
+        with torch.no_grad():
+            self.head.conv.bias.fill_(math.log(prior / (1.0 - prior)))
 
     @property
     def size_multiple(self) -> int:
-        """Spatial sizes are padded internally to a multiple of this number (27 for four pathways)."""
+        """Subsampling factor of the coarsest pathway (27 for four pathways)."""
         return POOL_FACTOR ** (self.n_levels - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (B, 1, *spatial) for an input of shape (B, C, *spatial)."""
         spatial = x.shape[2:]
         m = self.size_multiple
-        padded = [size + (-size) % m for size in spatial]
-        if all(size == m for size in padded):
-            padded[0] += m  # instance normalisation needs more than one voxel in the coarsest pathway
+        # every pooling window needs a voxel, and instance normalisation more than one coarsest voxel
+        target = [max(size, m) for size in spatial]
+        if all(size <= m for size in spatial):
+            target[0] = m + 1
         pad: list[int] = []
-        for size, target in zip(reversed(spatial), reversed(padded)):
-            pad += [0, target - size]
+        for size, goal in zip(reversed(spatial), reversed(target)):
+            pad += [0, goal - size]
         if any(pad):
             x = F.pad(x, pad)
         skips = []
@@ -126,13 +148,22 @@ class MultiPathwayUNet(nn.Module):
                 skips.append(x)
                 x = self.pool(x)
         for block, skip in zip(self.up, reversed(skips)):
-            x = block(torch.cat([self.upsample(x), skip], dim=1))
+            upsampled = self.upsample(x)[(...,) + tuple(slice(0, s) for s in skip.shape[2:])]
+            x = block(torch.cat([upsampled, skip], dim=1))
         x = self.head(x)
         return x[(...,) + tuple(slice(0, s) for s in spatial)]
 
 
+def he_normal_init(module: nn.Module) -> None:
+    """He-normal weights (std sqrt(2 / fan_in)) and zero biases for every convolution."""
+    if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 def build_model(spatial_dims: int, in_channels: int, variant: str = "default", width: float = 1.0,
-                act: str = "relu") -> MultiPathwayUNet:
+                act: str | tuple = ("leakyrelu", {"negative_slope": LEAKY_SLOPE})) -> MultiPathwayUNet:
     """The paper's network: ``variant="default"`` (BR18, IS17, MO17) or ``"is18"`` (half features,
     average pooling, no instance normalisation); ``width`` multiplies all feature counts."""
     if variant == "default":

@@ -21,16 +21,18 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def mirror(shared_data, monkeypatch) -> Path:
-    """Point VOLBIAS_DATA_MIRROR at the shared read-only mirror."""
-    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
-    return shared_data
+def mirror(data_mirror, monkeypatch) -> Path:
+    """Point VOLBIAS_DATA_MIRROR at the shared read-only mirror (which must hold the BraTS sample)."""
+    root = data_mirror.require("brats18-sample")
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(root))
+    return root
 
 
 @pytest.fixture(scope="session")
-def lidc_cache(tmp_path_factory) -> Path:
-    """A cache shared by the LIDC tests of a session (the first load reads 13 150 PNGs once)."""
-    return tmp_path_factory.mktemp("lidc-cache")
+def lidc_cache(data_cache) -> Path:
+    """A cache shared by the LIDC loads of a session (the first load reads 13 150 PNGs once; the mirror's
+    verification has already remembered their digests there)."""
+    return data_cache
 
 
 @pytest.fixture

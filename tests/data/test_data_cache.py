@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from data_layouts import channel_values, write_nifti
@@ -53,3 +55,37 @@ def test_nothing_is_written_when_an_input_is_bad(sample_root, isolated_cache):
     with pytest.raises(DataError):
         load_task("BR18-sample", root=sample_root)
     assert not list(isolated_cache.glob("preprocessed/**/*.npz"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip a byte", "not an npz", "empty"])
+def test_corrupt_cache_file_is_recomputed_and_replaced(sample_root, monkeypatch, isolated_cache, damage):
+    first = load_task("BR18-sample", root=sample_root, spacing=2.0)
+    entries = sorted((isolated_cache / "preprocessed" / "BR18-sample").glob("*.npz"))
+    assert len(entries) == 3
+    bad = entries[1]
+    raw = bad.read_bytes()
+    bad.write_bytes({"truncate": raw[: len(raw) // 2], "flip a byte": raw[:300] + bytes([raw[300] ^ 0xFF]) + raw[301:],
+                     "not an npz": b"this is not an npz file", "empty": b""}[damage])
+    resampled = []
+    original = preprocessing.resample
+    monkeypatch.setattr(preprocessing, "resample", lambda *a, **k: resampled.append(1) or original(*a, **k))
+    second = load_task("BR18-sample", root=sample_root, spacing=2.0)
+    assert resampled  # only the damaged case was preprocessed again ...
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.label, b.label)
+    assert bad.read_bytes() == raw  # ... and its entry written anew
+    forbid_resampling(monkeypatch)
+    load_task("BR18-sample", root=sample_root, spacing=2.0)
+
+
+@pytest.mark.parametrize("book", ["{not json", "[1, 2, 3]", '{"case_0/T1.nii.gz": [1, 2]}'])
+def test_corrupt_digest_book_is_rebuilt(sample_root, isolated_cache, book):
+    first = load_task("BR18-sample", root=sample_root, spacing=2.0)
+    (digest_book,) = (isolated_cache / "digests").glob("*.json")
+    digest_book.write_text(book)
+    again = load_task("BR18-sample", root=sample_root, spacing=2.0)
+    assert [c.id for c in again] == [c.id for c in first]
+    np.testing.assert_array_equal(again.cases[1].image, first.cases[1].image)
+    size = (sample_root / "case_1" / "T1.nii.gz").stat().st_size
+    assert json.loads(digest_book.read_text())["case_1/T1.nii.gz"][0] == size

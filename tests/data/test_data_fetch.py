@@ -10,7 +10,14 @@ import pytest
 
 from volbias.data import DataError, load_task
 from volbias.data import cache as cache_module
-from volbias.data.fetch import BRATS_SAMPLE_URL, SOURCES, download, locate, sha256_list, verify
+from volbias.data import fetch
+from volbias.data.fetch import BRATS_SAMPLE_URL, REQUIRE_DATA_ENV, SOURCES, download, locate, sha256_list, verify
+
+
+@pytest.fixture(scope="module")
+def shared_data(data_mirror) -> Path:
+    """The mirror root; this module reads its brats18-sample folder only (checked on its own)."""
+    return data_mirror.require("brats18-sample")
 
 
 def read_sums(path: Path) -> dict[str, str]:
@@ -22,8 +29,8 @@ def read_sums(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", ["brats18-sample", "lidc-idri-slices"])
-def test_sha256_lists_match_the_mirror(shared_data, name):
-    sums = read_sums(shared_data / name / "SHA256SUMS")
+def test_sha256_lists_match_the_mirror(data_mirror, name):
+    sums = read_sums(data_mirror.require(name) / name / "SHA256SUMS")
     sums.pop("LICENSE.Pulmoseg", None)
     assert sha256_list(name) == sums
 
@@ -45,9 +52,18 @@ def tamper(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def no_download(monkeypatch) -> None:
+    """Make any download attempt fail the test: a mirror folder is used as it is, or refused."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(fetch, "download", refuse)
+
+
 def test_tampered_mirror_file_is_refused(shared_data, tmp_path, monkeypatch):
     mirror = link_mirror(shared_data, tmp_path)
     monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    no_download(monkeypatch)
     bad = mirror / "brats18-sample" / "case_3" / "T1.nii.gz"
     tamper(bad)
     with pytest.raises(DataError, match="sha256 mismatch") as info:
@@ -77,6 +93,7 @@ def test_verification_is_remembered_until_a_file_changes(shared_data, tmp_path, 
 def test_missing_mirror_file_is_named(shared_data, tmp_path, monkeypatch):
     mirror = link_mirror(shared_data, tmp_path)
     monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    no_download(monkeypatch)  # a partial mirror is an error, never a reason to download
     gone = mirror / "brats18-sample" / "case_9" / "GT_W.nii.gz"
     gone.unlink()
     with pytest.raises(DataError, match=str(gone)):
@@ -102,6 +119,7 @@ def copying_downloader(shared_data: Path, calls: list[str], corrupt: bool = Fals
 
 def test_download_path_with_pooch(shared_data, tmp_path, monkeypatch):
     monkeypatch.delenv("VOLBIAS_DATA_MIRROR", raising=False)
+    monkeypatch.delenv(REQUIRE_DATA_ENV, raising=False)  # CI forbids downloads; this test serves them locally
     calls: list[str] = []
     folder = download("brats18-sample", tmp_path / "cache", copying_downloader(shared_data, calls))
     assert len(calls) == len(sha256_list("brats18-sample"))
@@ -142,3 +160,49 @@ def test_root_copy_is_not_hash_checked(shared_data, tmp_path):
     shutil.copytree(shared_data / "brats18-sample" / "case_8", root / "case_8")
     task = load_task("BR18-sample", root=root, spacing=4.0)
     assert [c.id for c in task] == ["Brats18_CBICA_AQN_1"] and not task.cases[0].meta["verified"]
+
+
+@pytest.mark.parametrize("name, task", [("brats18-sample", "BR18-sample"), ("lidc-idri-slices", "LIDC")])
+def test_required_data_missing_from_the_mirror_is_an_error_not_a_download(name, task, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    (mirror / "other-data-set").mkdir(parents=True)  # a mirror, but without this data set
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv(REQUIRE_DATA_ENV, "1")
+    no_download(monkeypatch)
+    with pytest.raises(DataError, match=rf"{mirror / name}: not found, and {REQUIRE_DATA_ENV}=1 forbids"):
+        load_task(task, cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(tmp_path / "nowhere"))  # no mirror at all
+    with pytest.raises(DataError, match=rf"{tmp_path / 'nowhere' / name}: not found"):
+        load_task(task, cache_dir=tmp_path / "cache")
+
+
+def test_without_the_requirement_a_missing_data_set_is_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv(REQUIRE_DATA_ENV, raising=False)
+    asked = []
+    monkeypatch.setattr(fetch, "download", lambda name, cache_dir, downloader: asked.append(name) or tmp_path)
+    monkeypatch.setattr(fetch, "verify", lambda folder, expected, cache_dir: None)
+    assert locate("lidc-idri-slices") == (tmp_path, True) and asked == ["lidc-idri-slices"]
+
+
+def test_the_test_suite_checks_each_data_folder_on_its_own(shared_data, tmp_path, monkeypatch):
+    """tests/data_mirror.py: an absent folder skips, or fails under VOLBIAS_REQUIRE_DATA=1 naming the folder;
+    a folder with a missing or changed file fails (a partial mirror)."""
+    from data_mirror import DataMirror
+
+    partial = link_mirror(shared_data, tmp_path)  # holds brats18-sample only
+    mirror = DataMirror(partial, tmp_path / "cache")
+    monkeypatch.delenv(REQUIRE_DATA_ENV, raising=False)
+    assert mirror.require("brats18-sample") == partial
+    with pytest.raises(pytest.skip.Exception, match="lidc-idri-slices: not in the data mirror"):
+        mirror.require("brats18-sample", "lidc-idri-slices")
+    monkeypatch.setenv(REQUIRE_DATA_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=rf"{REQUIRE_DATA_ENV}=1 and .*lidc-idri-slices: not in the"):
+        mirror.require("lidc-idri-slices")
+    (partial / "brats18-sample" / "case_4" / "T1.nii.gz").unlink()
+    with pytest.raises(pytest.fail.Exception, match=r"partial data mirror: .*case_4/T1.nii.gz: missing file"):
+        DataMirror(partial, tmp_path / "cache").require("brats18-sample")
+    (partial / "brats18-sample" / "case_4" / "T1.nii.gz").symlink_to(shared_data / "brats18-sample/case_4/T1.nii.gz")
+    tamper(partial / "brats18-sample" / "case_5" / "GT_W.nii.gz")
+    with pytest.raises(pytest.fail.Exception, match=r"partial data mirror: .*case_5/GT_W.nii.gz: sha256 mismatch"):
+        DataMirror(partial, tmp_path / "cache").require("brats18-sample")

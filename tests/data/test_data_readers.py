@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from data_layouts import BRATS_CASES, IS17_CASES, IS18_CASES, SAMPLE_IDS, blob_label
+from data_layouts import BRATS_CASES, IS18_CASES, SAMPLE_IDS, blob_label
 from PIL import Image
 
 from volbias.data import load_task
@@ -18,6 +19,12 @@ IS17_SHIFT = [918.576582, 6.306370, 5.103256, 28.844982, 18.976388, 1.822575]
 IS17_SCALE = [655.056252, 10.267162, 4.138227, 16.030511, 28.871382, 3.579261]
 IS18_SHIFT = [145.408906, 2.875339, 5.538642, 179.032961, 25.937894]
 IS18_SCALE = [186.974013, 4.634349, 5.201967, 293.878453, 42.502020]
+
+
+@pytest.fixture(scope="module")
+def shared_data(data_mirror) -> Path:
+    """The mirror root; this module reads its paper-splits folder only (checked on its own)."""
+    return data_mirror.require("paper-splits")
 
 
 def expected_channels(shift, scale):
@@ -61,8 +68,6 @@ def test_isles17_layout_and_channel_order(isles17_root):
 
 
 def _splits(name):
-    from pathlib import Path
-
     return Path(__file__).resolve().parents[2] / "src" / "volbias" / "registry" / f"{name}.json"
 
 

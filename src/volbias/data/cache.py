@@ -3,7 +3,9 @@
 Directory: the `cache_dir` option, else $VOLBIAS_CACHE_DIR, else the platform's user cache folder
 (``platformdirs.user_cache_dir("volbias")``, the folder ``pooch.os_cache("volbias")`` names).
 Entries are keyed by a sha256 of the source files' digests and the preprocessing settings, so changing
-a file or a setting gives a new key; writes are atomic (temporary file + os.replace).
+a file or a setting gives a new key; writes are atomic (temporary file + os.replace).  The cache holds only
+derived data: an entry that cannot be read (truncated, corrupt, not what it should be) counts as missing and
+is computed and written again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -71,16 +74,17 @@ class DigestBook:
         self.folder = Path(folder).resolve()
         self.path = cache_root(cache_dir) / "digests" / f"{settings_key(str(self.folder))}.json"
         try:
-            self._book: dict[str, list] = json.loads(self.path.read_text())
+            book = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self._book = {}
+            book = {}
+        self._book: dict[str, list] = book if isinstance(book, dict) else {}  # unreadable: start afresh
         self._dirty = False
 
     def digest(self, rel: str) -> str:
         """sha256 of folder/rel (from the book when size and mtime match)."""
         st = (self.folder / rel).stat()
         entry = self._book.get(rel)
-        if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [st.st_size, st.st_mtime_ns]:
             return entry[2]
         value = sha256_file(self.folder / rel)
         self._book[rel] = [st.st_size, st.st_mtime_ns, value]
@@ -106,13 +110,13 @@ class DigestBook:
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """Arrays of a cached npz, or None when absent or unreadable."""
+    """Arrays of a cached npz, or None when absent or unreadable (truncated, corrupt, not an npz)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
 
 

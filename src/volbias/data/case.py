@@ -50,12 +50,17 @@ class Case:
 
 @dataclass
 class TaskData:
-    """A loaded task: its spec (with the grid actually used), its cases and 5 folds of case ids."""
+    """A loaded task: its spec (with the grid actually used), its cases and 5 folds of case ids.
+
+    ``test`` holds extra held-out cases that belong to no fold (fresh synthetic phantoms): every run
+    predicts them besides its validation fold.
+    """
 
     name: str
     spec: TaskSpec
     cases: list[Case]
     folds: list[list[str]]
+    test: list[Case] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.cases)

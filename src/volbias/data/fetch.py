@@ -6,7 +6,10 @@ Order of look-up for a data set:
 2. The local mirror ``$VOLBIAS_DATA_MIRROR/<folder>`` (CI and the book's build machine point it at a
    read-only copy); every listed file is verified against the package's sha256 list.
 3. A pooch download into ``<cache>/downloads/<folder>`` from the commit-pinned public URLs, verified
-   by pooch on download and again before use.
+   by pooch on download and again before use.  With ``VOLBIAS_REQUIRE_DATA=1`` (CI) there is no
+   download: a data set missing from the mirror is an error that names the folder.
+A mirror folder that exists but lacks a listed file, or holds a changed one, is an error (never a
+reason to download).
 Verification hashes each file once and remembers the digest by (size, mtime) in the cache
 (see cache.DigestBook), so later loads only stat the files.
 """
@@ -33,6 +36,7 @@ LIDC_URL = (
     "045c0c6b793191819d964d0f7862124731559d42/LIDC-IDRI-slices/"
 )
 ISLES_RECORD = "https://zenodo.org/records/17736412"
+REQUIRE_DATA_ENV = "VOLBIAS_REQUIRE_DATA"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ def mirror_dir() -> Path | None:
     """The local mirror given by $VOLBIAS_DATA_MIRROR, if set."""
     value = os.environ.get("VOLBIAS_DATA_MIRROR")
     return Path(value) if value else None
+
+
+def data_required() -> bool:
+    """True when ``$VOLBIAS_REQUIRE_DATA`` is 1: data must come from ``root=`` or the mirror, never a download."""
+    return os.environ.get(REQUIRE_DATA_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def verify(folder: Path, expected: dict[str, str], cache_dir: str | os.PathLike[str] | None = None) -> None:
@@ -149,6 +158,10 @@ def locate(name: str, root: str | os.PathLike[str] | None = None,
     if src.base_url is None:
         where = f"{mirror / src.folder}" if mirror is not None else "$VOLBIAS_DATA_MIRROR/" + src.folder
         raise DataError(f"{where}: not found; {src.how_to_get}")
+    if data_required():
+        where = f"{mirror / src.folder}" if mirror is not None else "$VOLBIAS_DATA_MIRROR/" + src.folder
+        raise DataError(f"{where}: not found, and {REQUIRE_DATA_ENV}=1 forbids downloading it; point "
+                        "VOLBIAS_DATA_MIRROR at a complete mirror or pass root=")
     folder = download(name, cache_dir, downloader)
     verify(folder, sha256_list(name), cache_dir)
     return folder, True

@@ -129,15 +129,22 @@ def _load_lidc(spec: TaskSpec, root: PathLike | None, max_cases: int | None = No
 
 def _load_synthetic(spec: TaskSpec, root: PathLike | None, max_cases: int | None = None,
                     cache_dir: PathLike | None = None, **options: Any) -> TaskData:
-    """Phantoms are generated in milliseconds, so they are not cached (cache_dir is accepted and unused)."""
+    """Phantoms are generated in milliseconds, so they are not cached (cache_dir is accepted and unused).
+
+    ``n_test`` fresh phantoms from an independent random stream form the task's test set (no fold holds them).
+    """
     if root is not None:
         raise DataError(f"{root}: the synthetic task is generated and reads no data directory")
     _positive("max_cases", max_cases)
+    n_test = int(options.pop("n_test", 0))
+    if n_test < 0:
+        raise DataError(f"option n_test={n_test}: must be non-negative")
     if max_cases is not None:
         options["n_cases"] = min(int(max_cases), int(options.get("n_cases", max_cases)))
     cases = make_phantoms(**options)
+    test = make_phantoms(**{**options, "n_cases": n_test}, stream="test") if n_test else []
     folds = derived_folds([c.id for c in cases], seed=int(options.get("seed", 0)))
-    return TaskData(spec.name, dataclasses.replace(spec, dims=cases[0].image.ndim - 1), cases, folds)
+    return TaskData(spec.name, dataclasses.replace(spec, dims=cases[0].image.ndim - 1), cases, folds, test)
 
 
 def load_task(name: str, root: PathLike | None = None, **options: Any) -> TaskData:
@@ -147,7 +154,7 @@ def load_task(name: str, root: PathLike | None = None, **options: Any) -> TaskDa
     $VOLBIAS_DATA_MIRROR, else a verified download for the public samples). Common options: spacing
     (grid in mm, default the paper's 2 mm), max_cases, cache_dir, crop ("paper", "foreground", "none").
     LIDC: max_cases, min_raters, seed, crop_size (central crop in pixels). synthetic: dims, radius, sigma, noise, n_cases, size, contrast,
-    image_noise, n_raters, n_blobs, seed. Bad input raises DataError naming the offending file.
+    image_noise, n_raters, n_blobs, seed, n_test (fresh test phantoms). Bad input raises DataError naming the offending file.
     """
     spec = get_spec(name)
     if not spec.public:

@@ -1,6 +1,7 @@
-"""The paper's preprocessing with MONAI transforms.
+"""The authors' preprocessing with MONAI transforms (from the public code of their MICCAI 2019 Dice/Jaccard
+paper, JeroenBertels/optimizingdice; inferred to be that of the volume-bias paper, which does not state it).
 
-1. resample to an isotropic grid (2 mm in the paper; a CPU profile may pass 4 mm) with
+1. resample to an isotropic grid (2 mm in that code; a CPU profile may pass 4 mm) with
    ``monai.transforms.Spacing`` (bilinear); the label is resampled with the images, then binarised (> 0.5);
 2. mask from the task's rule on the resampled raw intensities (e.g. FLAIR > 0);
 3. crop/pad, padding with the raw background value 0: "paper" centres the arrays in the paper's output

@@ -102,7 +102,10 @@ def load_arrays_cached(root: Path, rels: list[str], cache_dir: str | os.PathLike
 
 
 def build_cases(arrays: dict[str, np.ndarray], keep: np.ndarray, crop_size: int = SIDE) -> list[Case]:
-    """Cases for the selected nodule indices: image / 255, the 4 rater masks, mean rater, label p >= 0.5.
+    """Cases for the selected nodule indices: image / 255, the 4 rater masks, mean rater p, label p > 0.5.
+
+    The label is the strict majority (at least 3 of the 4 raters), the same rule ``> 0.5`` that turns a
+    prediction into a mask: with ``p >= 0.5`` a calibrated prediction would lose the 2-of-4 pixels at random.
 
     ``crop_size`` keeps the central ``crop_size`` x ``crop_size`` pixels (the release centres each crop on its
     nodule). The arrays of all cases are allocated at once and each case holds views into them (fast for
@@ -112,7 +115,7 @@ def build_cases(arrays: dict[str, np.ndarray], keep: np.ndarray, crop_size: int 
     window = (slice(None), slice(None), slice(lo, lo + crop_size), slice(lo, lo + crop_size))
     raters = _BITS[arrays["masks"][keep]].reshape(len(keep), N_RATERS, SIDE, SIDE)[window]
     marginals = raters.sum(1) / N_RATERS
-    labels = (marginals >= 0.5).astype(np.float32)
+    labels = (marginals > 0.5).astype(np.float32)
     images = (arrays["images"][keep].astype(np.float32)[:, None] / 255.0)[window]
     masks = np.ones((len(keep), crop_size, crop_size), dtype=bool)
     marking = raters.reshape(len(keep), N_RATERS, -1).max(-1).sum(-1)

@@ -1,8 +1,10 @@
 """The task table: inputs, target, masking rule, normalisation constants, grid and folds of every task.
 
-The constants of BR18, IS17 and IS18 are those of the paper's public code (shift/scale per channel,
-mask rule, 2 mm grid, output patch 136 x 136 x 82); the paper's 5 folds are package data
-(``volbias/registry/<task>.json``).
+The constants of BR18, IS17 and IS18 (shift/scale per channel, mask rule, 2 mm grid, output patch
+136 x 136 x 82) and their 5 folds (package data, ``volbias/registry/<task>.json``) come from the authors'
+public code for their MICCAI 2019 Dice/Jaccard paper (repository JeroenBertels/optimizingdice,
+[bertels2019miccai]), not from the volume-bias paper, which does not list them: that they carry over to
+the volume-bias paper is inferred. "Paper folds" below means these folds.
 
 Folds of the public stand-ins are derived deterministically (``derived_folds``): BR18-sample does not
 use the paper's BR18 folds because its ten cases fall in paper folds 0, 2, 3 and 4 only (fold 1 would
@@ -86,7 +88,7 @@ TASKS: dict[str, TaskSpec] = {
         "synthetic", "Blob phantoms with known voxel marginals", True, 2, ("intensity",), "blobs",
         "all voxels", None, 0.0, (0.0,), (1.0,), None, "derived", "controlled (sigma)", "generated",
         "bertels2021",
-        ("dims", "radius", "sigma", "noise", "n_cases", "size", "contrast", "image_noise", "n_raters", "n_blobs",
+        ("dims", "radius", "sigma", "noise", "n_cases", "size", "contrast", "image_noise", "n_raters", "n_blobs", "n_test",
          "seed", "max_cases", "cache_dir")),
     "MO17": TaskSpec(
         "MO17", "Third molars on dental panoramic radiographs (2D)", False, 2, ("radiograph",), "third molar",
@@ -126,7 +128,7 @@ def tasks_table() -> pd.DataFrame:
 
 
 def paper_folds(name: str) -> list[list[str]]:
-    """The paper's 5 folds of case ids for BR18, IS17 or IS18 (package data)."""
+    """The authors' 5 folds of case ids for BR18, IS17 or IS18 (optimizingdice repository; package data)."""
     path = resources.files("volbias") / "registry" / f"{name}.json"
     folds = json.loads(path.read_text())["folds"]
     return [list(f) for f in folds]

@@ -37,7 +37,9 @@ Registered names
     ``"sd"`` losses, so that masking and reductions match the paper's two losses exactly.
 
 Options common to the Dice-type losses: ``reduction`` ``"image"`` (one score per image, averaged)
-or ``"batch"`` (one score over the whole batch), and ``eps`` (added to numerator and denominator).
+or ``"batch"`` (one score over the whole batch), and ``eps >= 0`` (added to numerator and denominator).
+Edge cases (empty images, ``eps = 0``, empty masks) behave as described in :mod:`volbias.losses.standard`:
+finite values, or a ValueError where a score with ``eps = 0`` would be 0/0.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ import torch
 from monai.losses import DiceLoss, FocalLoss, TverskyLoss
 
 from volbias.losses import get_loss, register_loss
-from volbias.losses.standard import REDUCTIONS, check_loss_inputs
+from volbias.losses.standard import REDUCTIONS, check_dice_defined, check_loss_inputs
 
 
-def _check_reduction(reduction: str, name: str) -> bool:
-    """Return True for a batch-wise reduction; raise for an unknown one."""
+def _check_reduction(reduction: str, name: str, eps: float = 0.0) -> bool:
+    """Return True for a batch-wise reduction; raise for an unknown one or a negative ``eps``."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if eps < 0:
+        raise ValueError(f"{name}: eps must be non-negative, got {eps}")
     return reduction == "batch"
 
 
@@ -67,12 +71,15 @@ class DiceSemimetricLoss(torch.nn.Module):
 
     def __init__(self, reduction: str = "image", eps: float = 1e-5) -> None:
         super().__init__()
-        batch = _check_reduction(reduction, "dml")
-        self.dice = DiceLoss(sigmoid=False, soft_label=True, batch=batch, smooth_nr=eps, smooth_dr=eps)
+        self.batch = _check_reduction(reduction, "dml", eps)
+        self.eps = float(eps)
+        self.dice = DiceLoss(sigmoid=False, soft_label=True, batch=self.batch, smooth_nr=eps, smooth_dr=eps)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         m = check_loss_inputs(logits, target, mask, "dml")
-        return self.dice(torch.sigmoid(logits) * m, target * m)
+        s, y = torch.sigmoid(logits) * m, target * m
+        check_dice_defined(s, y, self.batch, self.eps, "dml")
+        return self.dice(s, y)
 
 
 @register_loss("dsc++")
@@ -84,13 +91,14 @@ class DSCPlusPlusLoss(torch.nn.Module):
         if gamma <= 0:
             raise ValueError(f"dsc++: gamma must be positive, got {gamma}")
         self.gamma = float(gamma)
-        self.batch = _check_reduction(reduction, "dsc++")
+        self.batch = _check_reduction(reduction, "dsc++", eps)
         self.eps = float(eps)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         m = check_loss_inputs(logits, target, mask, "dsc++")
         s = torch.sigmoid(logits) * m
         y = target * m
+        check_dice_defined(s, y, self.batch, self.eps, "dsc++")
         dims = _spatial_dims(s, self.batch)
         tp = (s * y).sum(dims)
         fn = ((y * (1 - s)) ** self.gamma).sum(dims)
@@ -105,16 +113,19 @@ class TverskyIndexLoss(torch.nn.Module):
 
     def __init__(self, alpha: float = 0.3, beta: float = 0.7, reduction: str = "image", eps: float = 1e-5) -> None:
         super().__init__()
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"tversky: alpha and beta must be non-negative, got {alpha}, {beta}")
-        batch = _check_reduction(reduction, "tversky")
+        if alpha < 0 or beta < 0 or alpha + beta == 0:
+            raise ValueError(f"tversky: alpha and beta must be non-negative and not both 0, got {alpha}, {beta}")
+        self.batch = _check_reduction(reduction, "tversky", eps)
+        self.eps = float(eps)
         self.tversky = TverskyLoss(
-            sigmoid=False, alpha=alpha, beta=beta, batch=batch, soft_label=True, smooth_nr=eps, smooth_dr=eps
+            sigmoid=False, alpha=alpha, beta=beta, batch=self.batch, soft_label=True, smooth_nr=eps, smooth_dr=eps
         )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         m = check_loss_inputs(logits, target, mask, "tversky")
-        return self.tversky(torch.sigmoid(logits) * m, target * m)
+        s, y = torch.sigmoid(logits) * m, target * m
+        check_dice_defined(s, y, self.batch, self.eps, "tversky")
+        return self.tversky(s, y)
 
 
 @register_loss("focal")
@@ -145,12 +156,14 @@ class CESoftDiceLoss(torch.nn.Module):
         super().__init__()
         if lambda_ce < 0 or lambda_sd < 0:
             raise ValueError(f"ce+sd: weights must be non-negative, got {lambda_ce}, {lambda_sd}")
-        _check_reduction(reduction, "ce+sd")
+        self.batch = _check_reduction(reduction, "ce+sd", eps)
+        self.eps = float(eps)
         self.lambda_ce = float(lambda_ce)
         self.lambda_sd = float(lambda_sd)
         self.ce = get_loss("ce")
         self.sd = get_loss("sd", reduction=reduction, eps=eps)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        check_loss_inputs(logits, target, mask, "ce+sd")
+        m = check_loss_inputs(logits, target, mask, "ce+sd")
+        check_dice_defined(torch.sigmoid(logits) * m, target * m, self.batch, self.eps, "ce+sd")
         return self.lambda_ce * self.ce(logits, target, mask) + self.lambda_sd * self.sd(logits, target, mask)

@@ -1,7 +1,7 @@
 """Training data held as stacked tensors (on the GPU when it fits) and the seeded batch plan of an epoch.
 
-All training cases are padded (zeros, mask 0) to one common shape, a multiple of the network's size
-multiple, and stacked once. Each epoch draws, from one seeded CPU generator: the case order, one rater per
+All training cases are padded (images with their background value, targets and masks with 0) to one common
+shape (optionally a multiple of a given number) and stacked once. Each epoch draws, from one seeded CPU generator: the case order, one rater per
 case (cases with several annotations: LIDC raters, synthetic label draws) and, when a patch size is set, one
 random crop per sample. The plan is moved to the device once per epoch, so assembling a batch needs no host
 synchronisation.
@@ -46,6 +46,15 @@ class TrainingSet:
         """Spatial shape of one training sample (the patch, else the padded image)."""
         return self.patch if self.patch is not None else self.spatial_shape
 
+    def foreground_fraction(self) -> float:
+        """Mean target inside the masks, over all cases and their valid targets (the foreground prior)."""
+        total = foreground = 0.0
+        for i, n in enumerate(self.n_targets.tolist()):
+            mask = self.masks[i].float()
+            foreground += float((self.targets[i, :n].float() * mask).sum()) / n
+            total += float(mask.sum())
+        return foreground / total if total else 0.0
+
     def nbytes(self) -> int:
         """Memory held by the stacked tensors."""
         return sum(t.numel() * t.element_size() for t in (self.images, self.targets, self.masks))
@@ -88,10 +97,7 @@ def _padded_shape(cases: Sequence[Case], multiple: int, patch: tuple[int, ...] |
     shape = np.max([c.label.shape for c in cases], axis=0)
     if patch is not None:
         return tuple(int(s) for s in np.maximum(shape, patch))
-    padded = [int(math.ceil(s / multiple) * multiple) for s in shape]
-    if all(s == multiple for s in padded):
-        padded[0] += multiple  # as the network does: more than one voxel in the coarsest pathway
-    return tuple(padded)
+    return tuple(int(math.ceil(s / multiple) * multiple) for s in shape)
 
 
 def _pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -100,7 +106,18 @@ def _pad_to(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.pad(array, pad)
 
 
-def build_training_set(cases: Sequence[Case], device: torch.device, multiple: int = 27,
+def _pad_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Pad a (C, *spatial) image at the end of each axis with each channel's background value (its minimum).
+
+    After the fixed shift/scale normalisation the raw background 0 is no longer 0, so zero padding would add
+    slabs of tissue-like intensity that the network never sees at inference.
+    """
+    background = image.reshape(image.shape[0], -1).min(axis=1) if image.size else np.zeros(image.shape[0])
+    return np.stack([np.pad(channel, [(0, int(t) - s) for s, t in zip(channel.shape, shape)],
+                            constant_values=float(value)) for channel, value in zip(image, background)])
+
+
+def build_training_set(cases: Sequence[Case], device: torch.device, multiple: int = 1,
                        patch_size: int | Sequence[int] | None = None, half: bool = False,
                        target_mode: str = "rater") -> TrainingSet:
     """Stack ``cases`` into tensors; keep them on ``device`` when it is a GPU with room, else on the host.
@@ -116,7 +133,7 @@ def build_training_set(cases: Sequence[Case], device: torch.device, multiple: in
         raise ValueError(f"targets={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
     n_targets = [_targets_of(c, target_mode).shape[0] for c in cases]
     r_max = max(n_targets)
-    images = np.stack([_pad_to(c.image.astype(np.float32), shape) for c in cases])
+    images = np.stack([_pad_image(c.image.astype(np.float32), shape) for c in cases])
     targets = np.zeros((len(cases), r_max, *shape), dtype=np.float32)
     for i, case in enumerate(cases):
         targets[i, : n_targets[i]] = _pad_to(_targets_of(case, target_mode).astype(np.float32), shape)

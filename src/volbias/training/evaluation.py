@@ -14,8 +14,9 @@ from ..models import masked_probabilities
 from .checkpoint import atomic_path
 
 #: Columns every cases.csv has, in this order (more may follow).
-CASE_COLUMNS = ("task", "loss", "fold", "seed", "case_id", "dice", "true_volume", "expected_volume",
-                "pred_volume_soft", "pred_volume_hard", "voxel_volume_ml", "volume_unit", "profile")
+CASE_COLUMNS = ("task", "loss", "fold", "seed", "case_id", "split", "dice", "true_volume", "expected_volume",
+                "pred_volume_soft", "pred_volume_hard", "voxel_volume_ml", "volume_unit", "profile",
+                "converged", "convergence")
 
 
 @torch.no_grad()
@@ -30,14 +31,52 @@ def predict_case(model: torch.nn.Module, case: Case, device: torch.device,
     return masked_probabilities(logits.float(), mask)[0, 0].cpu().numpy()
 
 
-def case_row(case: Case, prob: np.ndarray) -> dict[str, Any]:
-    """Dice of ``prob > 0.5`` against the label and the volumes of one validation case."""
+#: Fresh label draws per phantom for the Monte Carlo expected Dice under boundary-shift noise.
+SHIFT_DRAWS = 500
+
+
+def rater_dice(hard: np.ndarray, raters: np.ndarray) -> float:
+    """Mean Dice of ``hard`` against each annotation (rater or label draw); empty against empty scores 1.
+
+    This is the expected Dice against one randomly chosen annotation: what soft Dice optimises in
+    expectation when every epoch samples one annotation.
+    """
+    from ..metrics import dice
+
+    return float(np.mean([dice(hard, r > 0.5) for r in raters]))
+
+
+def phantom_expected_dice(case: Case, hard: np.ndarray, seed: int = 0) -> float:
+    """Expected Dice of ``hard`` against a fresh label of a phantom: exact (Poisson-binomial) for independent
+    voxel noise, a Monte Carlo mean over :data:`SHIFT_DRAWS` draws for boundary-shift noise."""
+    from ..data.synthetic import draw_labels
+    from ..metrics import dice
+    from ..theory import expected_dice
+
+    if case.meta["noise"] == "independent":
+        return float(expected_dice(hard, case.marginals.astype(np.float64)))
+    labels = draw_labels(case, SHIFT_DRAWS, np.random.default_rng(seed))
+    return float(np.mean([dice(hard, y) for y in labels]))
+
+
+def case_row(case: Case, prob: np.ndarray, split: str = "validation") -> dict[str, Any]:
+    """Dice of ``prob > 0.5`` against the label and the volumes of one held-out case.
+
+    Cases with several annotations add ``dice_raters`` (:func:`rater_dice`); synthetic phantoms add
+    ``expected_dice`` (:func:`phantom_expected_dice`).
+    """
     from ..metrics import dice
 
     voxel_ml = case.voxel_volume_ml
     hard = prob > 0.5
+    extra: dict[str, Any] = {}
+    if case.raters is not None and len(case.raters) > 1:
+        extra["dice_raters"] = rater_dice(hard, case.raters)
+    if case.marginals is not None and case.meta.get("grid") == "voxels" and "noise" in case.meta:
+        extra["expected_dice"] = phantom_expected_dice(case, hard)
     return {
         "case_id": case.id,
+        "split": split,
         "dice": float(dice(hard, case.label > 0.5)),
         "true_volume": float(np.sum(case.label > 0.5, dtype=np.float64)) * voxel_ml,
         "expected_volume": float(case.expected_volume),
@@ -45,17 +84,21 @@ def case_row(case: Case, prob: np.ndarray) -> dict[str, Any]:
         "pred_volume_hard": float(np.sum(hard, dtype=np.float64)) * voxel_ml,
         "voxel_volume_ml": voxel_ml,
         "volume_unit": "ml" if case.spacing_known else "voxels",
+        **extra,
     }
 
 
 def evaluate(model: torch.nn.Module, cases: Sequence[Case], device: torch.device,
-             amp_dtype: torch.dtype | None, run_columns: dict[str, Any]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Predict every case; return the probability maps by case id and the cases table."""
+             amp_dtype: torch.dtype | None, run_columns: dict[str, Any],
+             test_cases: Sequence[Case] = ()) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Predict every validation and test case; return the probability maps by case id and the cases table
+    (column ``split``: "validation" or "test")."""
     probs: dict[str, np.ndarray] = {}
     rows = []
-    for case in cases:
-        probs[case.id] = predict_case(model, case, device, amp_dtype)
-        rows.append({**run_columns, **case_row(case, probs[case.id])})
+    for split, group in (("validation", cases), ("test", test_cases)):
+        for case in group:
+            probs[case.id] = predict_case(model, case, device, amp_dtype)
+            rows.append({**run_columns, **case_row(case, probs[case.id], split)})
     table = pd.DataFrame(rows)
     ordered = [c for c in CASE_COLUMNS if c in table.columns]
     return probs, table[ordered + [c for c in table.columns if c not in ordered]]

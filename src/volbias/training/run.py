@@ -5,9 +5,11 @@ Run directory (written atomically, DONE last)::
     config.yaml          the run's config
     resolved.yaml        the data options and training settings the config means under its profile
     checkpoints/last.pt  model, optimiser, scheduler, scaler, random states, epoch, log (weights_only)
-    train_log.csv        one row per epoch: epoch, stage, loss, train_loss, lr (at the epoch's start), seconds
+    train_log.csv        one row per epoch: epoch, stage, loss, train_loss, train_dice, soft_volume_ratio
+                         (both measured on the epoch's own training batches), lr (at the epoch's start), seconds
     probabilities.npz    validation probability maps (float16, masked, key = case id)
-    cases.csv            one row per validation case (see evaluation.CASE_COLUMNS)
+    cases.csv            one row per validation case (see evaluation.CASE_COLUMNS), with the run's
+                         ``converged`` flag and ``convergence`` reason (see convergence.py)
     summary.json         timing and throughput of the run
     DONE                 marker: the run is complete
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,12 +41,23 @@ from ..profiles import TRAINING_KEYS, Profile
 from .batches import build_training_set, iterate_batches, plan_epoch
 from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, write_text_atomic
 from .config import ConfigError, RunConfig
+from .convergence import assess as assess_convergence
 from .evaluation import evaluate, write_probabilities, write_table
 from .loop import amp_dtype_for, make_scaler, train_epoch
 from .schedules import Stage, build_loss, build_optimizer, plan_stages, stage_index
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
+PRIOR_CLAMP = 1e-4  # the output-bias prior is kept inside [1e-4, 1 - 1e-4]
 DONE = "DONE"
+KILL_AT_ENV = "VOLBIAS_TEST_KILL_AT"
+"""Test hook (tests/test_training_resume.py), unset in normal use: ``epoch:<n>`` kills the run with SIGKILL
+right after epoch n (and its checkpoint, when one is due), ``before-done`` right before DONE is written."""
+
+
+def _kill_if_asked(point: str) -> None:
+    """SIGKILL this process when ``$VOLBIAS_TEST_KILL_AT`` names ``point`` (see :data:`KILL_AT_ENV`)."""
+    if os.environ.get(KILL_AT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,7 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike[str], out_dir:
     device = resolve_device(config.device)
     with deterministic(device.type == "cpu"):
         _train_and_evaluate(config, profile, device, out_dir, progress)
+    _kill_if_asked("before-done")
     write_text_atomic(out_dir / DONE, "complete\n")
     return RunResult(out_dir, config, trained=True)
 
@@ -169,8 +184,10 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
     spec = ModelSpec(train_cases[0].label.ndim, train_cases[0].image.shape[0], variant, profile.width)
     model = spec.build().to(device)  # initialised from the seeded global generator
     amp_dtype = amp_dtype_for(device, profile.amp)
-    train = build_training_set(train_cases, device, model.size_multiple, profile.patch_size,
+    train = build_training_set(train_cases, device, 1, profile.patch_size,
                                half=amp_dtype is not None, target_mode=profile.targets)
+    if profile.prior_init:
+        model.set_output_prior(min(max(train.foreground_fraction(), PRIOR_CLAMP), 1.0 - PRIOR_CLAMP))
     steps_per_epoch = -(-len(train) // profile.batch_size)
     weight_decay = 0.0 if variant == "is18" else profile.weight_decay
     stages = plan_stages(config.loss, config.loss_options, profile.epochs, profile.pretrain_fraction)
@@ -209,12 +226,13 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
         tick = time.perf_counter()
         plan = plan_epoch(train, generator)
         batches = iterate_batches(train, plan, profile.batch_size)
-        mean_loss, steps = train_epoch(model, loss_fn, optimizer, scheduler, scaler, batches, device, amp_dtype)
-        loss_value = float(mean_loss)  # one synchronisation per epoch
+        stats = train_epoch(model, loss_fn, optimizer, scheduler, scaler, batches, device, amp_dtype)
+        loss_value, steps = float(stats.loss), stats.steps  # one synchronisation per epoch
         seconds = time.perf_counter() - tick
         train_seconds += seconds
         steps_done += steps
         log.append({"epoch": epoch + 1, "stage": current, "loss": stages[current].loss, "train_loss": loss_value,
+                    "train_dice": float(stats.dice), "soft_volume_ratio": float(stats.soft_volume_ratio),
                     "lr": lr, "seconds": seconds})
         bar.set_postfix(loss=f"{loss_value:.4f}")
         finished = epoch + 1 == profile.epochs
@@ -225,14 +243,17 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rng_states(generator)})
             write_table(out_dir / "train_log.csv", pd.DataFrame(log))
+        _kill_if_asked(f"epoch:{epoch + 1}")
         if profile.max_train_seconds is not None and train_seconds >= profile.max_train_seconds:
             break
     bar.close()
 
+    convergence = assess_convergence(pd.DataFrame(log), stages[-1].loss)
     run_columns = {"task": config.task, "loss": config.loss, "fold": config.fold, "seed": config.seed,
-                   "profile": config.profile}
+                   "profile": config.profile, "converged": convergence.converged,
+                   "convergence": convergence.reason}
     tick = time.perf_counter()
-    probs, table = evaluate(model, val_cases, device, amp_dtype, run_columns)
+    probs, table = evaluate(model, val_cases, device, amp_dtype, run_columns, task.test)
     eval_seconds = time.perf_counter() - tick
     write_probabilities(out_dir / "probabilities.npz", probs)
     write_table(out_dir / "train_log.csv", pd.DataFrame(log))
@@ -247,6 +268,7 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
         "voxels_per_second": (steps_done * profile.batch_size * voxels_per_sample / train_seconds
                               if train_seconds else None),
         "eval_seconds": eval_seconds, "wall_seconds_this_call": time.perf_counter() - started,
+        "converged": convergence.converged, "convergence": convergence.reason,
         "peak_gpu_memory_gb": (torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None),
     }
     write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))

@@ -13,6 +13,14 @@ from typing import Any, Callable, Mapping
 import torch
 
 PRETRAIN_LOSS = "ce"
+LR_SCHEDULES = ("step", "cosine", "constant")
+#: The authors' step decay: the fraction of a stage after which the learning rate drops by 10 (300 and 450 of 525).
+STEP_DECAY_AT = (300 / 525, 450 / 525)
+
+
+def step_decay_factor(step: int, total: int) -> float:
+    """Learning-rate factor of the step decay at ``step`` of ``total`` steps: 1, 0.1, then 0.01."""
+    return 0.1 ** sum(step >= fraction * total for fraction in STEP_DECAY_AT)
 
 
 @dataclass(frozen=True)
@@ -85,15 +93,20 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, sche
                     epochs: int, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Adam with L2 weight decay and a per-step learning-rate schedule over one stage.
 
-    ``"cosine"`` decays from ``lr`` to ``lr / 100`` over the stage; ``"constant"`` keeps ``lr``.
+    ``"step"`` is the authors' step decay (inferred from their later code: 1e-3, 1e-4, 1e-5 over 300, 150
+    and 75 of 525 epochs): ``lr`` for the first 4/7 of the stage, ``lr / 10`` for the next 2/7 and
+    ``lr / 100`` for the last 1/7. ``"cosine"`` decays from ``lr`` to ``lr / 100`` over the stage;
+    ``"constant"`` keeps ``lr``.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = max(1, epochs * steps_per_epoch)
     if schedule == "cosine":
         scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=total, eta_min=lr / 100)
+    elif schedule == "step":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: step_decay_factor(step, total))
     elif schedule == "constant":
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     else:
-        raise ValueError(f"lr_schedule={schedule!r} unknown; expected 'cosine' or 'constant'")
+        raise ValueError(f"lr_schedule={schedule!r} unknown; expected one of {', '.join(LR_SCHEDULES)}")
     return optimizer, scheduler
