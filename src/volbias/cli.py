@@ -1,7 +1,8 @@
-"""Command line: ``volbias run --config FILE --out DIR`` and ``volbias sweep ...``.
+"""Command line: ``volbias run --config FILE --out DIR``, ``volbias sweep ...`` and ``volbias audit ...``.
 
 Bad input (unknown key, task, loss or profile; missing file; bad data) ends with one line
-``volbias: error: ...`` and exit status 2.
+``volbias: error: ...`` and exit status 2. ``volbias sweep`` exits with the number of runs that failed;
+``volbias collect RUNS_DIR`` merges a grid's results (see :mod:`volbias.training.command`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any, Sequence
 
 import yaml
 
+from . import __version__
+from .audit.command import add_audit_command, run_audit_command
 from .profiles import PROFILE_NAMES
+from .training.command import add_collect_command, add_launcher_arguments, run_collect_command, run_sweep_command
 
 
 def _mapping(text: str) -> dict[str, Any]:
@@ -29,6 +33,7 @@ def _mapping(text: str) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``volbias`` command."""
     parser = argparse.ArgumentParser(prog="volbias", description="Train the paper's network (volume bias of soft Dice).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run_p = commands.add_parser("run", help="train one fold from a YAML config (resumes if interrupted)")
@@ -51,26 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
                          help="YAML mapping of profile overrides, e.g. '{epochs: 10}'")
     sweep_p.add_argument("--out", required=True, help="root directory of the sweep's run directories")
     sweep_p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_launcher_arguments(sweep_p)
+    add_collect_command(commands)
+    add_audit_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``volbias`` console script."""
     args = build_parser().parse_args(argv)
-    from .training import run, sweep
+    from .training import run
 
     try:
-        if args.command == "run":
+        if args.command == "audit":
+            run_audit_command(args)
+        elif args.command == "run":
             result = run(args.config, args.out, progress=not args.quiet)
             state = "trained" if result.trained else "already complete"
             print(f"{result.out_dir}: {state}; cases table {result.cases_csv}")
+        elif args.command == "collect":
+            run_collect_command(args)
         else:
-            results = sweep(args.tasks, args.losses, args.folds, args.seeds, args.out, args.profile, args.device,
-                            task_options={t: args.task_options for t in args.tasks},
-                            loss_options={loss: args.loss_options for loss in args.losses},
-                            training=args.training, progress=not args.quiet)
-            trained = sum(r.trained for r in results)
-            print(f"{args.out}: {len(results)} runs ({trained} trained, {len(results) - trained} already complete)")
+            return run_sweep_command(args)
     except (ValueError, FileNotFoundError, KeyError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"volbias: error: {message}", file=sys.stderr)
