@@ -173,3 +173,36 @@ def test_dice_volume_table_strings() -> None:
     row = table[table.loss == "sd"].iloc[0]
     assert row["Dice mean (sd)"] == f"{sd.mean():.3f} ({sd.std(ddof=1):.3f})"
     assert row["n"] == 8
+
+
+def test_abs_bias_difference_ci_matches_hand_written_paired_bootstrap() -> None:
+    rng = np.random.default_rng(6)
+    ref = rng.uniform(20, 80, 50)
+    sd = 1.15 * ref + rng.normal(0, 6, 50)
+    ce = 0.95 * ref + rng.normal(0, 6, 50)
+    point = abs((sd - ref).sum() / ref.sum()) - abs((ce - ref).sum() / ref.sum())
+    assert tables.abs_bias_difference(sd, ce, ref) == pytest.approx(point)
+    idx = np.random.default_rng(1).integers(0, 50, (4000, 50))
+    boot = (np.abs((sd[idx] - ref[idx]).sum(1) / ref[idx].sum(1))
+            - np.abs((ce[idx] - ref[idx]).sum(1) / ref[idx].sum(1)))
+    low, high = tables.abs_bias_difference_ci(sd, ce, ref, n_resamples=4000, seed=2)
+    assert low == pytest.approx(np.quantile(boot, 0.025), abs=0.006)
+    assert high == pytest.approx(np.quantile(boot, 0.975), abs=0.006)
+    assert tables.bias_difference(sd, ce, ref) == pytest.approx(((sd - ce).sum()) / ref.sum())
+    with pytest.raises(ValueError, match="equal lengths"):
+        tables.paired_bootstrap_ci((sd, ce[:-1]), lambda a, b, axis=-1: a.sum(axis) - b.sum(axis))
+    assert all(np.isnan(tables.bias_difference_ci(sd[:1], ce[:1], ref[:1])))
+
+
+def test_volume_unit_follows_the_data() -> None:
+    mr = make_cases("BR18", n=3).assign(volume_unit="ml")
+    lidc = make_cases("LIDC", n=3).assign(volume_unit="voxels")
+    phantoms_3d = make_cases("synthetic", n=3).assign(volume_unit="voxels", **{"task_options.dims": 3})
+    assert tables.volume_unit(mr) == "ml"
+    assert tables.volume_unit(lidc) == "pixels"  # LIDC slices are 2D
+    assert tables.volume_unit(phantoms_3d) == "voxels"
+    assert tables.volume_unit(make_cases("synthetic", n=3)) == "pixels"  # no column: the registry decides
+    with pytest.raises(ValueError, match="mix volume units"):
+        tables.volume_unit(pd.concat([mr, lidc]))
+    table = tables.dice_volume_table(pd.concat([mr, lidc]))
+    assert dict(zip(table.task, table.unit)) == {"BR18": "ml", "LIDC": "pixels"}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from scipy.special import expit
+import yaml
+from scipy.special import expit, log_expit, logit
 
 from volbias.estimators import (
     apply_temperature,
@@ -20,17 +23,8 @@ from volbias.estimators import (
 )
 from volbias.metrics import expected_calibration_error
 
+from reference_ece import ece_by_hand
 
-def _ece_by_hand(prob: np.ndarray, label: np.ndarray, n_bins: int = 10) -> float:
-    """Equal-width-bin ECE of the foreground probability, written independently of volbias."""
-    prob, label = prob.ravel(), label.ravel()
-    total = 0.0
-    for b in range(n_bins):
-        lo, hi = b / n_bins, (b + 1) / n_bins
-        sel = (prob >= lo) & ((prob < hi) if b < n_bins - 1 else (prob <= hi))
-        if sel.any():
-            total += sel.sum() * abs(prob[sel].mean() - label[sel].mean())
-    return total / prob.size
 
 
 def _expected_dice_brute(mask: np.ndarray, p: np.ndarray) -> float:
@@ -106,7 +100,7 @@ def test_fit_temperature_recovers_overconfidence_and_lowers_ece() -> None:
     temperature = fit_temperature(cases, list(labels))
     assert temperature == pytest.approx(3.0, rel=0.05)
     scaled = apply_temperature(overconfident, temperature)
-    assert _ece_by_hand(scaled, labels) < 0.5 * _ece_by_hand(overconfident, labels)
+    assert ece_by_hand(scaled, labels) < 0.5 * ece_by_hand(overconfident, labels)
     assert expected_calibration_error(scaled, labels) < expected_calibration_error(overconfident, labels)
 
 
@@ -158,6 +152,29 @@ def _held_out(fold: int, k: int, rng: np.random.Generator, factor: float):
     return HeldOutMap("toy", "default", "ce", 0, fold, case, np.where(mask, expit(factor * z), 0.0))
 
 
+def _nll(maps, temperature: float) -> float:
+    """Mean binary cross-entropy of sigmoid(logit(p) / T) against the voxel marginals (the calibration target
+    where the data have them) over the masked voxels of ``maps`` (p clipped to [1e-4, 1 - 1e-4], the
+    documented float16 guard)."""
+    z = np.concatenate([logit(np.clip(m.prob[m.case.mask], 1e-4, 1 - 1e-4)) for m in maps]) / temperature
+    y = np.concatenate([m.case.marginals[m.case.mask] for m in maps])
+    return float(-np.mean(y * log_expit(z) + (1 - y) * log_expit(-z)))
+
+
+def assert_nll_optimal(maps, temperature: float) -> None:
+    """``temperature`` minimises the NLL of ``maps``: no temperature of a fine log grid does better."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 600))
+    assert _nll(maps, temperature) <= min(_nll(maps, t) for t in grid) + 1e-7
+
+
+def _sampled_top_k_dice(p: np.ndarray, n_draws: int = 20000, seed: int = 0) -> np.ndarray:
+    """Monte Carlo E[Dice] of the k most probable voxels (index k - 1) against Y_i ~ Bernoulli(p_i)."""
+    ranked = np.sort(p.ravel())[::-1]
+    labels = np.random.default_rng(seed).random((n_draws, ranked.size)) < ranked
+    k = np.arange(1, ranked.size + 1)
+    return (2 * np.cumsum(labels, axis=1) / (k + labels.sum(1, keepdims=True))).mean(axis=0)
+
+
 def test_compare_estimators_cross_fits_on_other_folds() -> None:
     from volbias.estimators.compare import ESTIMATORS, compare_estimators, ranked_summary
 
@@ -165,22 +182,39 @@ def test_compare_estimators_cross_fits_on_other_folds() -> None:
     maps = [_held_out(fold, k, rng, factor=1.0 + fold) for fold in range(3) for k in range(4)]
     table = compare_estimators(maps)
     assert len(table) == len(maps) * len(ESTIMATORS)
+    assert set(table.estimator) == set(ESTIMATORS)
     for fold in range(3):
         train = [m for m in maps if m.fold != fold]
-        expected_t = fit_temperature([m.prob for m in train], [m.case.label for m in train],
-                                     [m.case.mask for m in train])
-        soft = np.array([m.prob.sum() for m in train])
-        recal = fit_linear_recalibration(soft, np.array([m.case.expected_volume for m in train]))
         rows = table[(table.fold == fold)]
-        assert rows.temperature.to_numpy() == pytest.approx(expected_t)
+        (temperature,) = set(rows.temperature)  # one temperature per held-out fold, fitted on the others
+        assert_nll_optimal(train, temperature)
+        slope, intercept = np.polyfit([m.prob.sum() for m in train], [m.case.expected_volume for m in train], 1)
         for m in (m for m in maps if m.fold == fold):
             got = rows[(rows.case_id == m.case.id)].set_index("estimator")
-            assert got.loc["re-calibrated", "volume"] == pytest.approx(recal.apply(m.prob.sum()))
-            assert got.loc["soft sum", "err"] == pytest.approx(m.prob.sum() - m.case.expected_volume)
+            p, label, mask = m.prob, m.case.label > 0.5, m.case.mask
+            expected = m.case.marginals.sum(dtype=np.float64)
+            assert got.loc["soft sum", "reference_volume"] == pytest.approx(expected, rel=1e-6)
+            assert got.loc["soft sum", "err"] == pytest.approx(p.sum() - expected, rel=1e-6)
+            assert got.loc["threshold 0.5", "volume"] == np.count_nonzero(p > 0.5)
             assert got.loc["threshold 0.5", "dice"] == pytest.approx(
-                2 * ((m.prob > 0.5) & (m.case.label > 0.5)).sum() / ((m.prob > 0.5).sum() + m.case.label.sum()))
-            assert got.loc["temperature-scaled", "volume"] == pytest.approx(
-                temperature_scaled_volume(m.prob, expected_t, m.case.mask))
+                2 * ((p > 0.5) & label).sum() / ((p > 0.5).sum() + label.sum()))
+            assert got.loc["re-calibrated", "volume"] == pytest.approx(intercept + slope * p.sum(), rel=1e-9)
+            scaled = expit(logit(np.clip(p[mask], 1e-4, 1 - 1e-4)) / temperature)
+            assert got.loc["temperature-scaled", "volume"] == pytest.approx(scaled.sum(), rel=1e-9)
+            marginals = m.case.marginals[mask]  # calibration is measured against p, not one label draw
+            assert got.loc["temperature-scaled", "ece"] == pytest.approx(ece_by_hand(scaled, marginals), abs=1e-6)
+            assert got.loc["soft sum", "ece"] == pytest.approx(ece_by_hand(p[mask], marginals), abs=1e-6)
+            # tau*: the top-k mask of the largest plug-in soft Dice 2 sum_top-k p / (k + sum p)
+            ranked = np.sort(p[mask])[::-1]
+            scores = 2 * np.cumsum(ranked) / (np.arange(1, ranked.size + 1) + ranked.sum())
+            assert got.loc["tau* threshold", "volume"] == np.argmax(scores) + 1
+            # Dice-optimal: the sampled expected Dice of its volume is the largest of all top-k masks
+            sampled = _sampled_top_k_dice(p[mask], seed=fold)
+            assert sampled[int(got.loc["Dice-optimal", "volume"]) - 1] == pytest.approx(sampled.max(), abs=4e-3)
+            for name in ESTIMATORS:
+                row = got.loc[name]
+                assert row.err == pytest.approx(row.volume - expected, rel=1e-6, abs=1e-9)
+                assert row.abs_err == pytest.approx(abs(row.volume - expected), rel=1e-6, abs=1e-9)
             assert np.isnan(got.loc["soft sum", "dice"])
     summary = ranked_summary(table)
     assert set(summary.estimator) == set(ESTIMATORS)
@@ -191,15 +225,86 @@ def test_compare_estimators_cross_fits_on_other_folds() -> None:
     assert best.estimator == means.idxmin()
 
 
+def test_single_fold_experiment_cross_fits_on_splits_of_its_cases() -> None:
+    from volbias.estimators.compare import compare_estimators
+
+    rng = np.random.default_rng(5)
+    maps = [_held_out(0, k, rng, factor=1.0 + 0.5 * k) for k in range(7)]
+    table = compare_estimators(maps, n_splits=3)
+    # one fold only: the cases, sorted by id, are dealt into 3 groups; each group is fitted on the others
+    ids = sorted(m.case.id for m in maps)
+    group_of = {case_id: i % 3 for i, case_id in enumerate(ids)}
+    for group in range(3):
+        held = [m for m in maps if group_of[m.case.id] == group]
+        train = [m for m in maps if group_of[m.case.id] != group]
+        rows = table[table.case_id.isin([m.case.id for m in held])]
+        (temperature,) = set(rows.temperature)
+        assert_nll_optimal(train, temperature)
+        slope, intercept = np.polyfit([m.prob.sum() for m in train], [m.case.expected_volume for m in train], 1)
+        assert rows.recal_slope.iloc[0] == pytest.approx(slope) and rows.recal_intercept.iloc[0] == pytest.approx(
+            intercept)
+    with pytest.raises(ValueError, match="too few cases to cross-fit"):
+        compare_estimators(maps[:2], n_splits=5)  # each split would be fitted on a single case
+    with pytest.raises(ValueError, match="no held-out maps"):
+        compare_estimators([])
+
+
+def _write_run(run_dir: Path, case_ids: list[str], maps: dict[str, np.ndarray] | None) -> Path:
+    """A finished run directory in the contract's layout with the given cases and probability maps."""
+    run_dir.mkdir(parents=True)
+    rows = [{"task": "toy", "loss": "ce", "fold": 0, "seed": 0, "case_id": case_id, "dice": 0.5, "true_volume": 1.0,
+             "expected_volume": 1.0, "pred_volume_soft": 1.0, "pred_volume_hard": 1.0, "voxel_volume_ml": 1.0}
+            for case_id in case_ids]
+    pd.DataFrame(rows).to_csv(run_dir / "cases.csv", index=False)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"task": "synthetic", "loss": "ce", "profile": "smoke"}))
+    if maps is not None:
+        np.savez(run_dir / "probabilities.npz", **{k: v.astype(np.float16) for k, v in maps.items()})
+    (run_dir / "DONE").write_text("")
+    return run_dir
+
+
+def test_load_held_out_maps_clips_masks_and_names_every_problem(tmp_path: Path) -> None:
+    from volbias.estimators.compare import load_held_out_maps
+
+    case = _held_out(0, 0, np.random.default_rng(6), factor=1.0).case
+    prob = np.full(case.label.shape, 0.25)
+    prob[1, 1], prob[2, 2], prob[0, 0] = 1.5, -0.5, 0.75  # out of range, and (0, 0) lies outside the mask
+    (held,) = load_held_out_maps(_write_run(tmp_path / "ok", [case.id], {case.id: prob}), {case.id: case})
+    assert (held.case.id, held.fold, held.loss, held.setting) == (case.id, 0, "ce", "default")
+    expected = np.where(case.mask, np.clip(prob.astype(np.float16).astype(np.float64), 0, 1), 0.0)
+    np.testing.assert_array_equal(held.prob, expected)
+    assert held.prob[1, 1] == 1.0 and held.prob[2, 2] == 0.0 and held.prob[0, 0] == 0.0
+
+    no_maps = _write_run(tmp_path / "no-maps", [case.id], None)
+    with pytest.raises(FileNotFoundError, match=r"probabilities\.npz: run has no probability maps"):
+        load_held_out_maps(no_maps, {case.id: case})
+    unknown = _write_run(tmp_path / "unknown", ["other"], {"other": prob})
+    with pytest.raises(KeyError, match="case 'other' of task 'toy' was not loaded"):
+        load_held_out_maps(unknown, {case.id: case})
+    missing = _write_run(tmp_path / "missing", [case.id], {"other": prob})
+    with pytest.raises(KeyError, match=rf"no map for case '{case.id}'"):
+        load_held_out_maps(missing, {case.id: case})
+    wrong = _write_run(tmp_path / "wrong", [case.id], {case.id: prob[:5]})
+    with pytest.raises(ValueError, match=rf"map of {case.id} has shape \(5, 12\)"):
+        load_held_out_maps(wrong, {case.id: case})
+
+
+def _same_but_loss(a: dict, b: dict) -> bool:
+    """Two run configurations that differ at most in loss, fold and training targets."""
+    strip = lambda c: {**c, "loss": None, "fold": None,  # noqa: E731
+                       "training": {k: v for k, v in c["training"].items() if k != "targets"}}
+    return strip(a) == strip(b)
+
+
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
     from volbias.analysis.experiments import controlled_uncertainty, lidc
-    from volbias.estimators.experiment import COMPARED_LOSSES, WHICH_VOLUME_GRIDS, which_volume_experiments
+    from volbias.estimators.experiment import SOFT_CONTROLS, WHICH_VOLUME_GRIDS, which_volume_experiments
 
     experiments = which_volume_experiments(profile, seed=0)
     others = {e.name: {(r.config.to_yaml(), r.setting) for r in e.runs}
               for e in (controlled_uncertainty(profile, 0), lidc(profile, 0))}
-    planned = []
+    planned, directories = [], []
     for experiment in experiments:
         for run in experiment.runs:
             key = (run.config.to_yaml(), run.setting)
@@ -207,13 +312,25 @@ def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
                 assert all(key not in runs for runs in others.values())
             else:
                 assert key in others[experiment.name]
-            planned.append((run.config.task, run.config.loss, run.config.fold))
-            # the Dice semimetric loss trains on the soft targets, every other loss on sampled raters
-            assert run.config.resolved_profile().targets == ("soft" if run.config.loss == "dml" else "rater")
+            targets = run.config.resolved_profile().targets
+            planned.append((run.config.task, run.config.loss, run.config.fold, targets))
+            directories.append(run.directory(experiment.directory(Path("/runs"))))
+            # the configuration is one of the other chapter's except for the loss, the fold and the targets
+            source = others["lidc" if run.config.task == "LIDC" else "controlled_uncertainty"]
+            assert any(_same_but_loss(yaml.safe_load(text), run.config.to_dict()) for text, _ in source)
+            if run.config.task == "synthetic":
+                assert run.config.task_options["noise"] == "independent" and run.config.task_options["sigma"] == max(
+                    yaml.safe_load(text)["task_options"]["sigma"] for text, _ in source
+                    if yaml.safe_load(text)["task_options"]["radius"] == run.config.task_options["radius"])
     grid = WHICH_VOLUME_GRIDS[profile]
-    expected = {("synthetic", loss, fold) for loss in COMPARED_LOSSES for fold in grid["synthetic_folds"]}
-    expected |= {("LIDC", loss, fold) for loss in grid["lidc_losses"] for fold in grid["lidc_folds"]}
+    expected = set()
+    for task, losses, folds in (("synthetic", grid["synthetic_losses"], grid["synthetic_folds"]),
+                                ("LIDC", grid["lidc_losses"], grid["lidc_folds"])):
+        expected |= {(task, loss, fold, "soft" if loss == "dml" else "rater") for loss in losses for fold in folds}
+        if "dml" in losses:  # the soft-target controls of DML
+            expected |= {(task, loss, fold, "soft") for loss in SOFT_CONTROLS for fold in folds}
     assert sorted(planned) == sorted(expected)
+    assert len(set(directories)) == len(directories)  # a soft-target control never reuses a hard-target run
 
 
 def test_which_volume_unknown_profile_raises() -> None:
@@ -221,3 +338,80 @@ def test_which_volume_unknown_profile_raises() -> None:
 
     with pytest.raises(ValueError, match="profile"):
         which_volume_experiments("laptop")
+
+
+def test_ranked_summary_pairs_each_entry_with_the_best() -> None:
+    from volbias.estimators.compare import ESTIMATORS, compare_estimators, ranked_summary
+
+    rng = np.random.default_rng(8)
+    maps = [_held_out(fold, k, rng, factor=1.0 + 0.7 * fold) for fold in range(3) for k in range(5)]
+    table = compare_estimators(maps)
+    summary = ranked_summary(table, seed=3)
+    best = summary.iloc[0]
+    for _, entry in summary.iterrows():
+        mine = table[table.estimator == entry.estimator].set_index("case_id").abs_err
+        top = table[table.estimator == best.estimator].set_index("case_id").abs_err
+        diff = (mine - top.loc[mine.index]).to_numpy()
+        assert entry.vs_best == pytest.approx(diff.mean(), abs=1e-12)
+        idx = np.random.default_rng(0).integers(0, diff.size, (4000, diff.size))
+        boot = diff[idx].mean(1)
+        if np.ptp(diff) > 0:
+            width = np.quantile(boot, 0.975) - np.quantile(boot, 0.025)
+            assert entry.vs_best_low == pytest.approx(np.quantile(boot, 0.025), abs=0.1 * width)
+            assert entry.vs_best_high == pytest.approx(np.quantile(boot, 0.975), abs=0.1 * width)
+    assert summary.vs_best.iloc[0] == 0.0 and (summary.vs_best >= -1e-12).all()
+    assert len(summary) == len(ESTIMATORS)
+
+
+def test_recalibration_fits_and_their_plot() -> None:
+    import matplotlib.pyplot as plt
+
+    from volbias.estimators.compare import compare_estimators, recalibration_fits
+    from volbias.estimators.plots import plot_recalibration
+
+    rng = np.random.default_rng(9)
+    maps = [_held_out(fold, k, rng, factor=1.0 + fold) for fold in range(3) for k in range(4)]
+    table = compare_estimators(maps)
+    fits = recalibration_fits(table)
+    assert sorted(fits.fit_group) == [0, 1, 2] and (fits.n_fit == 8).all()
+    for _, fit in fits.iterrows():
+        train = [m for m in maps if m.fold != fit.fit_group]
+        slope, intercept = np.polyfit([m.prob.sum() for m in train], [m.case.expected_volume for m in train], 1)
+        assert (fit.slope, fit.intercept) == pytest.approx((slope, intercept))
+    fig, ax = plt.subplots()
+    plot_recalibration(table, "toy", ["ce"], ax, unit="pixels")
+    lines = [line for line in ax.get_lines() if line.get_label() != "identity"]
+    drawn = sorted(np.diff(line.get_ydata()) / np.diff(line.get_xdata()) for line in lines)
+    np.testing.assert_allclose(np.ravel(drawn), sorted(fits.slope))
+    assert ax.get_xlabel() == "soft-sum volume (pixels)"
+    plt.close(fig)
+
+
+def test_soft_target_runs_are_labelled(tmp_path: Path) -> None:
+    from volbias.estimators.compare import load_held_out_maps, loss_label
+
+    assert loss_label("ce", "soft") == "ce (soft)" and loss_label("dml", "soft") == "dml"
+    assert loss_label("sd", "rater") == "sd"
+    case = _held_out(0, 0, np.random.default_rng(10), factor=1.0).case
+    run = _write_run(tmp_path / "soft", [case.id], {case.id: np.full(case.label.shape, 0.5)})
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "training": {"targets": "soft"}}))
+    (held,) = load_held_out_maps(run, {case.id: case})
+    assert held.loss == "ce (soft)"
+
+
+@pytest.mark.filterwarnings("ignore:The set_bad function:PendingDeprecationWarning")  # inside seaborn
+def test_error_heatmap_shows_the_book_labels_and_the_means() -> None:
+    import matplotlib.pyplot as plt
+
+    from volbias.estimators.compare import ESTIMATORS
+    from volbias.estimators.plots import plot_error_heatmap
+
+    summary = pd.DataFrame([{"task": "toy", "loss": loss, "estimator": name, "err": 10.0 * i + j, "abs_err": 1.0}
+                            for i, loss in enumerate(["ce", "sd (soft)"]) for j, name in enumerate(ESTIMATORS)])
+    fig, ax = plt.subplots()
+    plot_error_heatmap(summary, "toy", "err", ["ce", "sd (soft)"], ax, unit="pixels")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["CE", "SD (soft)"]
+    annotations = sorted(float(t.get_text()) for t in ax.texts)
+    assert annotations == sorted(summary.err)
+    plt.close(fig)

@@ -1,106 +1,117 @@
-"""Executes the chapter "Which volume to trust" at the smoke profile and checks its glued numbers
-against recomputations from the written run directories (cases.csv, probabilities.npz) and the data."""
+"""The chapter "Which volume to trust" at the smoke profile: its soft-target controls, its calibration against
+the marginals and its re-calibration lines, recomputed with numpy from the run directories it trained
+(``probabilities.npz``) and the data. The chapter is executed once per session by the ``book`` fixture."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
+import nbformat
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.special import log_expit
 
-from volbias.bookbuild import execute_chapter, read_glued
 from volbias.data import load_task
 from volbias.estimators.experiment import which_volume_experiments
 
+from reference_ece import ece_by_hand
+
 pytestmark = pytest.mark.slow
 
-TASK_KEYS = {"syn": "synthetic", "lidc": "LIDC"}
+
+@pytest.fixture
+def wv(book, monkeypatch: pytest.MonkeyPatch):
+    """The chapter's snapshot; recomputations read the same data mirror as the chapter."""
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(book.mirror.root))
+    return book.step("which_volume")
 
 
-@pytest.fixture(scope="module")
-def chapter(tmp_path_factory: pytest.TempPathFactory, repo_root: Path, shared_data: Path) -> tuple[dict, Path]:
-    """Glued values of the executed chapter and the runs root it trained into."""
-    tmp = tmp_path_factory.mktemp("which_volume")
-    runs = tmp / "runs"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VOLBIAS_RUNS_DIR", str(runs))
-        patch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
-        out = execute_chapter(repo_root / "chapters" / "which_volume.ipynb", tmp / "which_volume.ipynb",
-                              {"profile": "smoke"}, cwd=repo_root / "chapters")
-    return read_glued(out), runs
+def runs(result, task: str, loss: str, targets: str) -> list[tuple[object, object]]:
+    """(config, run directory) of the chapter's runs of one task, loss and kind of training target."""
+    found = [(run.config, run.directory(experiment.directory(result.runs_dir)))
+             for experiment in which_volume_experiments("smoke", 0) for run in experiment.runs
+             if run.config.task == task and run.config.loss == loss
+             and run.config.resolved_profile().targets == targets]
+    assert found, f"no {task} runs of {loss} on {targets} targets planned"
+    return found
 
 
-@pytest.fixture(autouse=True)
-def _data_mirror(monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
-    """The recomputations below read the same local data mirror as the chapter."""
-    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
-
-
-def _runs(runs: Path, task: str, loss: str) -> list:
-    """(config, run directory) of the smoke runs of one task and loss."""
-    return [(run.config, run.directory(experiment.directory(runs)))
-            for experiment in which_volume_experiments("smoke", 0) for run in experiment.runs
-            if run.config.task == task and run.config.loss == loss]
-
-
-def _cases(config) -> dict:
-    return {case.id: case for case in load_task(config.task, **config.resolved_task_options())}
-
-
-@pytest.mark.parametrize("key", TASK_KEYS)
-def test_ce_soft_volume_error_matches_cases_csv(chapter, key: str) -> None:
-    glued, runs = chapter
-    frame = pd.concat([pd.read_csv(d / "cases.csv") for _, d in _runs(runs, TASK_KEYS[key], "ce")])
-    expected = float((frame.pred_volume_soft - frame.expected_volume).mean())
-    # the chapter sums the float16 maps of probabilities.npz; cases.csv was written from float32 maps
-    assert glued[f"wv_{key}_ce_soft_err"] == pytest.approx(expected, rel=1e-3, abs=0.5)
-    assert glued[f"wv_{key}_n"] == len(frame)
-
-
-@pytest.mark.parametrize("key", TASK_KEYS)
-def test_sd_threshold_error_from_probability_maps(chapter, key: str) -> None:
-    glued, runs = chapter
-    errors = []
-    for config, run_dir in _runs(runs, TASK_KEYS[key], "sd"):
-        cases = _cases(config)
+def held_out(result, task: str, loss: str, targets: str) -> Iterator[tuple[int, object, np.ndarray]]:
+    """(fold, case, masked probability map) of every held-out case of the runs."""
+    for config, run_dir in runs(result, task, loss, targets):
+        data = load_task(config.task, **config.resolved_task_options())
+        cases = {case.id: case for case in [*data.cases, *data.test]}
         with np.load(run_dir / "probabilities.npz") as maps:
             for case_id in maps.files:
-                prob = maps[case_id].astype(np.float64) * cases[case_id].mask
-                errors.append(np.count_nonzero(prob > 0.5) - cases[case_id].marginals.sum(dtype=np.float64))
-    assert glued[f"wv_{key}_sd_thr_err"] == pytest.approx(np.mean(errors), rel=1e-9, abs=1e-6)
+                case = cases[case_id]
+                yield config.fold, case, np.where(case.mask, maps[case_id].astype(np.float64), 0.0)
 
 
-def test_fold0_temperature_minimises_nll_of_fold1(chapter) -> None:
-    """Cross-fitting: fold 0's temperature is the NLL optimum on the held-out maps of fold 1."""
-    glued, runs = chapter
-    config, run_dir = next((c, d) for c, d in _runs(runs, "synthetic", "sd") if c.fold == 1)
-    cases = _cases(config)
-    logits, labels = [], []
-    with np.load(run_dir / "probabilities.npz") as maps:
-        for case_id in maps.files:
-            case = cases[case_id]
-            p = np.clip(maps[case_id].astype(np.float64)[case.mask], 1e-4, 1 - 1e-4)
+
+@pytest.mark.parametrize("key, task", [("syn", "synthetic"), ("lidc", "LIDC")])
+def test_soft_target_controls_from_their_maps(wv, key: str, task: str) -> None:
+    ce_soft = [(prob.sum() - case.marginals.sum(dtype=np.float64))
+               for _, case, prob in held_out(wv, task, "ce", "soft")]
+    sd_soft = [np.count_nonzero(prob > 0.5) - case.marginals.sum(dtype=np.float64)
+               for _, case, prob in held_out(wv, task, "sd", "soft")]
+    dml = [(prob.sum() - case.marginals.sum(dtype=np.float64)) for _, case, prob in held_out(wv, task, "dml", "soft")]
+    assert wv.value(f"wv_{key}_cesoft_soft_err") == pytest.approx(np.mean(ce_soft), rel=1e-6, abs=1e-6)
+    assert wv.value(f"wv_{key}_sdsoft_thr_err") == pytest.approx(np.mean(sd_soft), rel=1e-9, abs=1e-9)
+    assert wv.value(f"wv_{key}_dml_soft_err") == pytest.approx(np.mean(dml), rel=1e-6, abs=1e-6)
+    assert wv.value(f"wv_{key}_sdsoft_thr_direction") == ("over-estimated" if np.mean(sd_soft) > 0
+                                                           else "under-estimated")
+    assert wv.value(f"wv_{key}_losses") == "ce, sd, dml, ce (soft), sd (soft)"
+
+
+@pytest.mark.parametrize("key, task", [("syn", "synthetic"), ("lidc", "LIDC")])
+def test_calibration_error_is_measured_against_the_marginals(wv, key: str, task: str) -> None:
+    for loss, name in (("ce", "ce"), ("dml", "dml")):
+        targets = "soft" if loss == "dml" else "rater"
+        ece = [ece_by_hand(prob[case.mask], case.marginals[case.mask].astype(np.float64))
+               for _, case, prob in held_out(wv, task, loss, targets)]
+        # abs 1e-4: a probability exactly on a bin edge (float16 maps hold 0.5 exactly) may fall on either side
+        assert wv.value(f"wv_{key}_{name}_ece") == pytest.approx(np.mean(ece), abs=1e-4), loss
+
+
+def test_fold0_temperature_minimises_the_nll_against_the_marginals_of_fold1(wv) -> None:
+    logits, targets = [], []
+    for fold, case, prob in held_out(wv, "synthetic", "sd", "rater"):
+        if fold == 1:
+            p = np.clip(prob[case.mask], 1e-4, 1 - 1e-4)
             logits.append(np.log(p / (1 - p)))
-            labels.append(case.label[case.mask].astype(np.float64))
-    z, y = np.concatenate(logits), np.concatenate(labels)
+            targets.append(case.marginals[case.mask].astype(np.float64))
+    z, y = np.concatenate(logits), np.concatenate(targets)
 
     def nll(t: float) -> float:
         return float(-np.mean(y * log_expit(z / t) + (1 - y) * log_expit(-z / t)))
 
-    fitted = glued["wv_syn_sd_temperature_fold0"]
-    grid_best = min(nll(t) for t in np.exp(np.linspace(np.log(0.02), np.log(50.0), 400)))
-    assert nll(fitted) <= grid_best + 1e-6
+    fitted = wv.value("wv_syn_sd_temperature_fold0")
+    assert nll(fitted) <= min(nll(t) for t in np.exp(np.linspace(np.log(0.02), np.log(50.0), 400))) + 1e-6
 
 
-@pytest.mark.parametrize("key", TASK_KEYS)
-def test_ranked_best_is_the_smallest_absolute_error(chapter, key: str) -> None:
-    glued, _ = chapter
-    others = [v for name, v in glued.items() if name.startswith(f"wv_{key}_") and name.endswith("_abs")
-              and name != f"wv_{key}_best_abs"]
-    assert others and glued[f"wv_{key}_best_abs"] <= min(others) + 1e-9
-    for loss in ("ce", "sd"):
-        assert 0.0 <= glued[f"wv_{key}_{loss}_ece"] <= 1.0
-        assert 0.0 <= glued[f"wv_{key}_{loss}_dice"] <= 1.0
-        assert glued[f"wv_{key}_{loss}_temperature"] > 0
+@pytest.mark.parametrize("key, task", [("syn", "synthetic"), ("lidc", "LIDC")])
+def test_recalibration_slopes_are_the_cross_fitted_least_squares_lines(wv, key: str, task: str) -> None:
+    slopes = []
+    for loss, targets in (("ce", "rater"), ("sd", "rater"), ("dml", "soft"), ("ce", "soft"), ("sd", "soft")):
+        maps = list(held_out(wv, task, loss, targets))
+        for fold in {f for f, _, _ in maps}:  # smoke trains two folds: each is re-calibrated on the other
+            other = [(prob.sum(), case.marginals.sum(dtype=np.float64)) for f, case, prob in maps if f != fold]
+            slopes.append(np.polyfit(*np.array(other).T, 1)[0])
+    assert wv.value(f"wv_{key}_slope_min") == pytest.approx(min(slopes), rel=1e-6)
+    assert wv.value(f"wv_{key}_slope_max") == pytest.approx(max(slopes), rel=1e-6)
+
+
+def test_figures_are_numbered_and_tables_carry_the_unit(wv) -> None:
+    cells = nbformat.read(wv.work_dir / "executed" / f"{wv.step.name}.ipynb", as_version=4).cells
+    for name in ("fig-wv-errors", "fig-wv-recalibration", "fig-wv-calibration"):
+        (glued,) = [c for c in cells if c.cell_type == "code" and f'plots.glue_figure("{name}"' in c.source]
+        images = [o for o in glued.get("outputs", [])
+                  if o.get("metadata", {}).get("scrapbook", {}).get("name") == name]
+        assert len(images) == 1 and any(k.endswith("image/png") for k in images[0]["data"]), name
+        assert any(c.cell_type == "markdown" and f":::{{glue:figure}} {name}\n:name: {name}" in c.source
+                   for c in cells), name
+        assert any(c.cell_type == "markdown" and f"{{numref}}`{name}`" in c.source for c in cells), name
+    html = "".join(o.get("data", {}).get("text/html", "") for c in cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    for unit in (wv.value("wv_syn_unit"), wv.value("wv_lidc_unit")):
+        assert f">absolute volume error ({unit})</th>" in html

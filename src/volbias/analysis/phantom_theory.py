@@ -6,11 +6,15 @@ expected volume sum(p), the CE optimum thresholded at 0.5, the plug-in soft Dice
 exact for independent voxels (volbias.theory.dice_optimal_mask); for the boundary-shift model, whose
 blobs shift independently, by Monte Carlo over label draws (volbias.theory.sample_shift_labels),
 searching the masks that threshold p (exact for one blob, where these are the nested disks).
+:func:`attach_theory_volumes` adds the Dice-optimal volume to the synthetic rows of a cases table, the
+prediction the verdict table (:mod:`volbias.analysis.claims`) scores the phantom groups against.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,3 +80,35 @@ def theory_bias(volumes: pd.DataFrame) -> dict[str, float]:
     """Relative bias sum(V - E[V]) / sum(E[V]) over the phantoms, per column of :data:`THEORY_VOLUMES`."""
     expected = volumes["expected_volume"].sum()
     return {name: float((volumes[name].sum() - expected) / expected) for name in THEORY_VOLUMES}
+
+
+def attach_theory_volumes(cases: pd.DataFrame, n_draws: int = 400, seed: int = 0) -> pd.DataFrame:
+    """``cases`` with a ``theory_volume`` column: the Dice-optimal volume for each phantom's noise model.
+
+    The phantoms of every synthetic run (its folds' and its fresh test phantoms) are regenerated from the
+    run's ``config.yaml`` (column ``run_dir``), and each one is computed once however many runs validated on
+    it; other tasks get NaN. Raises ValueError naming the run when a case id is not among the phantoms.
+    """
+    from volbias.data import load_task
+    from volbias.training.config import RunConfig
+
+    out = cases.copy()
+    out["theory_volume"] = np.nan
+    synthetic = out[out["task"] == "synthetic"]
+    phantoms: dict[str, dict[str, Any]] = {}
+    volumes: dict[tuple[str, str], float] = {}
+    for run_dir, rows in synthetic.groupby("run_dir"):
+        options = RunConfig.from_yaml(Path(str(run_dir)) / "config.yaml").resolved_task_options()
+        key = json.dumps(options, sort_keys=True, default=str)
+        if key not in phantoms:
+            task = load_task("synthetic", **options)
+            phantoms[key] = {case.id: case for case in [*task.cases, *task.test]}
+        missing = sorted(set(rows["case_id"]) - set(phantoms[key]))
+        if missing:
+            raise ValueError(f"{run_dir}: cases {missing[:3]} are not among the phantoms of its config")
+        todo = [phantoms[key][cid] for cid in rows["case_id"].unique() if (key, cid) not in volumes]
+        if todo:
+            table = theory_volumes(todo, n_draws, seed)
+            volumes.update({(key, cid): v for cid, v in zip(table["case_id"], table["dice_optimal"])})
+        out.loc[rows.index, "theory_volume"] = [volumes[(key, cid)] for cid in rows["case_id"]]
+    return out

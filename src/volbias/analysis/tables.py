@@ -55,7 +55,8 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     """Cases of one finished run directory, with its configuration attached as columns.
 
     Adds ``run`` (the directory name), ``run_dir``, ``profile``, ``setting`` (label of the task
-    options) and one ``task_options.<key>`` / ``loss_options.<key>`` column per option.
+    options) and one ``task_options.<key>`` / ``loss_options.<key>`` / ``training.<key>`` column per
+    option the config sets.
     """
     run_dir = Path(run_dir)
     frame = read_cases(run_dir / "cases.csv")
@@ -71,8 +72,9 @@ def read_run(run_dir: str | Path) -> pd.DataFrame:
     frame["setting"] = setting_label(config.get("task_options"))
     extra = flatten_options(config.get("task_options"), "task_options")
     extra.update(flatten_options(config.get("loss_options"), "loss_options"))
+    extra.update(flatten_options(config.get("training"), "training"))
     for column, value in extra.items():
-        frame[column] = value
+        frame[column] = str(value) if isinstance(value, (list, tuple)) else value  # one cell per row
     return frame
 
 
@@ -134,9 +136,45 @@ def bootstrap_ci(
     return (float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
+def paired_bootstrap_ci(
+    samples: Sequence[Sequence[float] | np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic(*samples, axis=-1)``, resampling cases with all arrays together.
+
+    ``samples`` are per-case arrays of equal length (e.g. SD's volume, CE's volume and the reference of the
+    same cases); one bootstrap draw picks cases, and every array follows (scipy.stats.bootstrap with
+    ``paired=True``). ``statistic`` must be vectorised along ``axis``. NaN if there are fewer than 2 cases.
+    """
+    arrays = [np.asarray(x, dtype=float) for x in samples]
+    sizes = {a.size for a in arrays}
+    if len(sizes) != 1:
+        raise ValueError(f"paired samples must have equal lengths, got {sorted(sizes)}")
+    if sizes.pop() < 2:
+        return (float("nan"), float("nan"))
+    result = stats.bootstrap(
+        tuple(arrays), statistic, paired=True, vectorized=True, confidence_level=confidence,
+        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed),
+    )
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
 def _relative_bias(pred: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndarray:
     """Vectorised sum(pred - ref) / sum(ref) along ``axis`` (for the bootstrap)."""
     return np.sum(pred - ref, axis=axis) / np.sum(ref, axis=axis)
+
+
+def _abs_bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Vectorised |bias(pred_a)| - |bias(pred_b)| against the same reference (for the bootstrap)."""
+    return np.abs(_relative_bias(pred_a, ref, axis)) - np.abs(_relative_bias(pred_b, ref, axis))
+
+
+def _bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Vectorised bias(pred_a) - bias(pred_b) = sum(pred_a - pred_b) / sum(ref) (for the bootstrap)."""
+    return np.sum(pred_a - pred_b, axis=axis) / np.sum(ref, axis=axis)
 
 
 def relative_bias(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray) -> float:
@@ -148,14 +186,75 @@ def relative_bias_ci(
     pred: np.ndarray, ref: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """Bootstrap CI (cases resampled in pairs) of :func:`relative_bias`; NaN if n < 2."""
-    pred, ref = np.asarray(pred, dtype=float), np.asarray(ref, dtype=float)
-    if pred.size < 2:
-        return (float("nan"), float("nan"))
-    result = stats.bootstrap(
-        (pred, ref), _relative_bias, paired=True, vectorized=True, confidence_level=confidence,
-        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed),
-    )
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    return paired_bootstrap_ci((pred, ref), _relative_bias, confidence, n_resamples, seed)
+
+
+def abs_bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray) -> float:
+    """|relative bias of pred_a| - |relative bias of pred_b|, both against ``ref`` (same cases)."""
+    return float(_abs_bias_difference(*(np.asarray(x, dtype=float) for x in (pred_a, pred_b, ref))))
+
+
+def abs_bias_difference_ci(
+    pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
+    n_resamples: int = 2000, seed: int = 0,
+) -> tuple[float, float]:
+    """Paired bootstrap CI of :func:`abs_bias_difference`: each draw resamples cases, both predictions together."""
+    return paired_bootstrap_ci((pred_a, pred_b, ref), _abs_bias_difference, confidence, n_resamples, seed)
+
+
+def bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray) -> float:
+    """Relative bias of pred_a minus that of pred_b against the same reference: sum(a - b) / sum(ref)."""
+    return float(_bias_difference(*(np.asarray(x, dtype=float) for x in (pred_a, pred_b, ref))))
+
+
+def bias_difference_ci(
+    pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
+    n_resamples: int = 2000, seed: int = 0,
+) -> tuple[float, float]:
+    """Paired bootstrap CI of :func:`bias_difference` (cases resampled, both volumes together)."""
+    return paired_bootstrap_ci((pred_a, pred_b, ref), _bias_difference, confidence, n_resamples, seed)
+
+
+def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (control of the family-wise error rate).
+
+    The i-th smallest of the m finite p-values becomes max_{j <= i} min(1, (m - j + 1) p_(j)); NaN entries
+    are not part of the family and stay NaN. Written here because scipy has no Holm correction
+    (statsmodels' ``multipletests(method="holm")`` computes the same).
+    """
+    p = np.asarray(p_values, dtype=float)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[(p < 0) | (p > 1)].tolist()}")
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
+
+
+def volume_unit(cases: pd.DataFrame) -> str:
+    """The unit of a cases table's volumes: ``"ml"``, else ``"pixels"`` (2D tasks) or ``"voxels"`` (counts).
+
+    Read from the ``volume_unit`` column (written by the training code); tables without it fall back to
+    the task registry (tasks without a physical grid count pixels or voxels). Mixed units are an error.
+    """
+    from volbias.data.registry import get_spec
+
+    if cases.empty:
+        raise ValueError("no cases: the volume unit is undefined")
+    if "volume_unit" in cases.columns and cases["volume_unit"].notna().all():
+        units = set(cases["volume_unit"])
+    else:
+        units = {"voxels" if get_spec(task).spacing_mm is None else "ml" for task in cases["task"].unique()}
+    if len(units) != 1:
+        raise ValueError(f"cases mix volume units {sorted(units)}; summarise them separately")
+    unit = units.pop()
+    if unit != "voxels":
+        return str(unit)
+    spec_dims = cases["task"].map(lambda task: get_spec(task).dims)
+    dims = cases["task_options.dims"].fillna(spec_dims) if "task_options.dims" in cases.columns else spec_dims
+    return "pixels" if set(dims.astype(int)) == {2} else "voxels"
 
 
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "err_soft", "err_hard", "abs_err_soft", "abs_err_hard",
@@ -276,14 +375,19 @@ def format_estimate(mean: float, low: float, high: float, digits: int = 3) -> st
 
 def dice_volume_table(cases: pd.DataFrame, by: Sequence[str] = ("task", "loss"),
                       seed: int = 0) -> pd.DataFrame:
-    """Display table per group: Dice mean (sd), signed and absolute volume errors with 95% CIs."""
+    """Display table per group: Dice mean (sd), signed and absolute volume errors with 95% CIs.
+
+    The ``unit`` column gives each group's volume unit (:func:`volume_unit`).
+    """
     summary = summarize(cases, by=by, metrics=("dice", "err_soft", "abs_err_soft", "err_hard",
                                                  "abs_err_hard"), seed=seed)
+    units = {key if isinstance(key, tuple) else (key,): volume_unit(group)
+             for key, group in cases.groupby(list(by), sort=True, dropna=False)}
     rows = []
     for key, group in summary.groupby(list(by), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         g = group.set_index("metric")
-        row = {**dict(zip(by, key)), "n": int(g.loc["dice", "n"]),
+        row = {**dict(zip(by, key)), "n": int(g.loc["dice", "n"]), "unit": units[key],
                "Dice mean (sd)": f"{g.loc['dice', 'mean']:.3f} ({g.loc['dice', 'sd']:.3f})"}
         for metric, name in [("err_soft", "soft vol. error"), ("abs_err_soft", "soft |vol. error|"),
                              ("err_hard", "hard vol. error"), ("abs_err_hard", "hard |vol. error|")]:
