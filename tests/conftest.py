@@ -1,4 +1,12 @@
-"""Shared test setup: headless plotting and the location of the real data mirror."""
+"""Shared test setup: headless plotting, Hypothesis profiles, the real-data mirror and the executed book.
+
+- Hypothesis: the profile "ci" (derandomised, no deadline, no example database) is loaded when ``CI`` or
+  ``VOLBIAS_CI`` is set, so CI tests the same examples on every run; elsewhere the default profile applies.
+- Real data: :class:`data_mirror.DataMirror` (``data_mirror`` fixture); ``VOLBIAS_REQUIRE_DATA=1`` turns a
+  missing data folder from a skip into a failure.
+- Chapters: :class:`book_runner.Book` (``book`` fixture) executes the chapters at the smoke profile, in book
+  order, once per session; chapter tests only read its glued values and run directories.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,18 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from hypothesis import settings
+
+from book_runner import Book
+from data_mirror import FOLDERS, DataMirror, mirror_root
 
 matplotlib.use("Agg")  # tests only; the book keeps the inline backend so figures stay in the pages
 
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True)
+if os.environ.get("CI") or os.environ.get("VOLBIAS_CI"):
+    settings.load_profile("ci")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +36,24 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The local mirror of the public data (``VOLBIAS_DATA_MIRROR`` or ``../shared/data``)."""
-    mirror = Path(os.environ.get("VOLBIAS_DATA_MIRROR", SHARED_DATA))
-    if not mirror.is_dir():
-        pytest.skip(f"no local data mirror at {mirror}")
-    return mirror
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory shared by the session's loads of the real data (digests, LIDC arrays)."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture(scope="session")
+def data_mirror(data_cache: Path) -> DataMirror:
+    """The real-data mirror; ``data_mirror.require(folder, ...)`` checks the folders a test reads."""
+    return DataMirror(mirror_root(), data_cache)
+
+
+@pytest.fixture(scope="session")
+def shared_data(data_mirror: DataMirror) -> Path:
+    """The mirror root with every data folder present and complete (prefer ``data_mirror.require``)."""
+    return data_mirror.require(*FOLDERS)
+
+
+@pytest.fixture(scope="session")
+def book(repo_root: Path, data_mirror: DataMirror, tmp_path_factory: pytest.TempPathFactory) -> Book:
+    """The book's chapters executed at the smoke profile, in book order, on demand and once per session."""
+    return Book(repo_root, tmp_path_factory.mktemp("book"), data_mirror)

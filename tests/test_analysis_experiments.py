@@ -25,7 +25,7 @@ def test_synthetic_settings_follow_the_grid() -> None:
         assert (size.sigma == grid["size_sigma"]).all() and sorted(size.radius) == sorted(grid["size_radius"])
         assert settings.setting.is_unique
         for options in settings.task_options:  # every phantom fits its image (the loader's own check)
-            make_phantoms(**{**options, "n_cases": 1})
+            make_phantoms(**{**{k: v for k, v in options.items() if k != "n_test"}, "n_cases": 1})
     with pytest.raises(ValueError, match="profile='laptop'"):
         experiments.synthetic_settings("laptop")
 
@@ -41,7 +41,10 @@ def test_experiments_plan_distinct_directories() -> None:
     assert {r.config.task for r in experiments.brain_tumour("cpu").runs} == {"BR18-sample"}
     fallback = experiments.results_fallback("cpu")
     rel = {round(r.config.task_options["sigma"] / r.config.task_options["radius"], 3) for r in fallback.runs}
-    assert rel == {0.1, 0.9} and len(fallback.runs) == 4
+    seeds = experiments.SYNTHETIC_GRIDS["cpu"]["seeds"]
+    assert rel == {0.1, 0.9} and len(fallback.runs) == 2 * 2 * len(seeds)  # two settings x CE, SD x seeds
+    assert {r.config.seed for r in fallback.runs} == set(seeds)
+    assert all(r.config.task_options["seed"] == r.config.seed for r in fallback.runs)
     with pytest.raises(ValueError, match="not stroke tasks"):
         experiments.stroke("cpu", tasks=("BR18",))
 
@@ -58,7 +61,7 @@ def test_isles_tasks_and_runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_run_experiment_trains_missing_runs_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import volbias.training
+    from volbias.training import RunResult, launchers
 
     trained = []
 
@@ -72,13 +75,14 @@ def test_run_experiment_trains_missing_runs_only(tmp_path: Path, monkeypatch: py
                      ).to_csv(out_dir / "cases.csv", index=False)
         (out_dir / "DONE").write_text("")
         trained.append(config.loss)
+        return RunResult(out_dir, config, trained=False)
 
-    monkeypatch.setattr(volbias.training, "run", fake_run)
+    monkeypatch.setattr(launchers, "run", fake_run)  # the debug launcher trains in this process
     experiment = experiments.controlled_uncertainty("smoke")
-    cases = experiments.run_experiment(experiment, tmp_path, progress=False)
+    cases = experiments.run_experiment(experiment, tmp_path, progress=False, launcher="debug")
     assert len(trained) == len(experiment.runs) == len(cases)
     assert set(cases.setting_name) == set(experiments.synthetic_settings("smoke").setting)
-    experiments.run_experiment(experiment, tmp_path, progress=False)
+    experiments.run_experiment(experiment, tmp_path, progress=False, launcher="debug")
     assert len(trained) == len(experiment.runs)  # finished runs are reused
     again = experiments.runs_of(tmp_path, ["controlled_uncertainty", "lidc"], "smoke")
     assert len(again) == len(cases)

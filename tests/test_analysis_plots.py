@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
+from matplotlib.colors import to_rgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,17 +87,34 @@ def test_probabilities_round_trip_and_pooling(tmp_path: Path) -> None:
     np.testing.assert_array_equal(pooled["ce"][1], lab)
 
 
+def step_heights(patch, edges: np.ndarray) -> np.ndarray:
+    """Heights of a step histogram read back from its outline: the horizontal segment over each bin."""
+    xy = patch.get_xy()
+    heights = np.zeros(len(edges) - 1)
+    for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+        if y0 == y1 and x1 > x0:
+            heights[(edges[:-1] >= x0 - 1e-12) & (edges[1:] <= x1 + 1e-12)] = y0
+    return heights
+
+
 def test_histogram_reliability_and_bias_plots() -> None:
     rng = np.random.default_rng(1)
     fig, axes = plots.new_figure(3)
-    probs = {"sd": np.r_[np.full(90, 0.999), np.full(10, 0.5)], "ce": rng.uniform(0, 1, 1000)}
+    probs = {"sd": np.r_[np.full(90, 0.999), np.full(10, 0.5), np.full(50, 0.001)], "ce": rng.uniform(0, 1, 1000)}
     plots.plot_probability_histograms(probs, axes[0], bins=10)
-    sd_patch = [p for p in axes[0].patches if p.get_label() == "sd"][0]
     assert len(axes[0].patches) == 2
+    edges = np.linspace(0, 1, 11)
+    # densities over the voxels with p >= 0.01: SD puts 90 of its 100 kept voxels in the top bin (9 per unit)
+    sd_heights = step_heights(axes[0].patches[plots.loss_order(probs).index("sd")], edges)
+    np.testing.assert_allclose(sd_heights, [0, 0, 0, 0, 0, 1.0, 0, 0, 0, 9.0])
+    ce = probs["ce"][probs["ce"] >= 0.01]
+    ce_density = np.histogram(ce, bins=edges)[0] / (ce.size * 0.1)
+    np.testing.assert_allclose(step_heights(axes[0].patches[plots.loss_order(probs).index("ce")], edges),
+                               ce_density)
     bins = pd.DataFrame({"mean_probability": [0.1, 0.5, 0.9], "observed_frequency": [0.2, 0.5, 0.8],
                          "count": [5, 0, 5]})
     plots.plot_reliability({"ce": bins}, axes[1])
-    line = [l for l in axes[1].lines if l.get_label() == "ce"][0]
+    (line,) = [l for l in axes[1].lines if l.get_marker() == "o"]  # the loss's curve, not the diagonal
     np.testing.assert_allclose(line.get_xdata(), [0.1, 0.9])  # empty bins are not drawn
     cases = make_cases()
     cases["sigma"] = np.where(np.arange(len(cases)) % 2, 1.0, 2.0)
@@ -105,5 +123,60 @@ def test_histogram_reliability_and_bias_plots() -> None:
     plots.plot_bias_vs_uncertainty(bias, "sigma", axes[2], theory=theory)
     curve = [l for l in axes[2].lines if l.get_label() == "SD optimum (theory)"][0]
     np.testing.assert_allclose(curve.get_ydata(), [0.1, 0.3])
-    assert sd_patch is not None
     plt.close(fig)
+
+
+def test_each_loss_has_one_colour_in_every_figure() -> None:
+    colours = list(plots.LOSS_COLOURS.values())
+    assert len(set(colours)) == len(colours), "two losses share a colour"
+    assert set(plots.LOSS_COLOURS) == set(plots.LOSS_ORDER)
+    assert plots.loss_colour("ce-tversky") == plots.loss_colour("ce-tversky") not in colours
+    cases = make_cases()
+    fig, axes = plots.new_figure(2, 2)
+    plots.plot_bland_altman(cases, axes[0])
+    plots.plot_volume_scatter(cases, axes[1])
+    plots.plot_probability_histograms({"sd": np.linspace(0.1, 1, 50), "ce": np.linspace(0.1, 1, 50)}, axes[2])
+    bins = pd.DataFrame({"mean_probability": [0.2, 0.8], "observed_frequency": [0.3, 0.7], "count": [4, 4]})
+    plots.plot_reliability({"sd": bins, "ce": bins}, axes[3])
+    for loss, label in (("ce", "CE"), ("sd", "SD")):
+        expected = to_rgb(plots.LOSS_COLOURS[loss])
+        (points,) = [c for c in axes[0].collections if c.get_label() == label]
+        assert np.allclose(to_rgb(points.get_facecolor()[0]), expected)
+        legend = axes[1].get_legend()  # seaborn draws all points as one collection; its legend names the colours
+        (handle,) = [h for h, t in zip(legend.legend_handles, legend.texts) if t.get_text() == label]
+        assert np.allclose(to_rgb(handle.get_markerfacecolor()), expected)
+        rows = np.flatnonzero(cases["loss"].to_numpy() == loss)
+        assert np.allclose(axes[1].collections[0].get_facecolors()[rows, :3], expected)
+        assert [p for p in axes[2].patches if p.get_label() == label and np.allclose(to_rgb(p.get_edgecolor()), expected)]
+        assert [l for l in axes[3].lines if l.get_label() == label and np.allclose(to_rgb(l.get_color()), expected)]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(("ncols", "nrows", "grid"), [(1, 1, (1, 1)), (2, 1, (1, 2)), (3, 1, (2, 2)), (5, 1, (3, 2)),
+                                                      (2, 3, (3, 2)), (4, 2, (2, 4))])
+def test_new_figure_fits_the_text_column(ncols: int, nrows: int, grid: tuple[int, int]) -> None:
+    width, height = 4.5, 3.6
+    fig, axes = plots.new_figure(ncols, nrows, width=width, height=height)
+    assert len(axes) == ncols * nrows == len(fig.axes)  # the spare axis of an odd row is removed
+    rows, cols = grid
+    fig_width, fig_height = fig.get_size_inches()
+    assert fig_width <= plots.TEXT_WIDTH + 1e-9
+    assert fig_width / fig_height == pytest.approx((cols * width) / (rows * height))
+    assert all(ax.get_subplotspec().get_geometry()[:2] == grid for ax in axes)
+    assert [ax.get_subplotspec().num1 for ax in axes] == list(range(len(axes)))  # reading order is kept
+    plt.close(fig)
+
+
+def test_new_figure_puts_images_three_in_a_row() -> None:
+    fig, axes = plots.new_figure(3, width=3.0, height=3.0, max_cols=3)
+    assert all(ax.get_subplotspec().get_geometry()[:2] == (1, 3) for ax in axes)
+    assert fig.get_size_inches()[0] == pytest.approx(plots.TEXT_WIDTH)
+    plt.close(fig)
+
+
+def test_glue_figure_needs_a_figure_label_and_closes_the_figure() -> None:
+    fig, _ = plots.new_figure()
+    with pytest.raises(ValueError, match="must start with 'fig-'"):
+        plots.glue_figure("curve", fig)
+    plots.glue_figure("fig-curve", fig)
+    assert not plt.fignum_exists(fig.number)

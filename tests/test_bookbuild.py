@@ -90,6 +90,23 @@ def test_parameters_are_injected_and_glued_values_read_back(tmp_path: Path) -> N
     assert glued == {"profile_used": "smoke", "total": 10.0, "count": 5}
 
 
+def test_the_page_shows_the_parameters_a_chapter_ran_with(tmp_path: Path) -> None:
+    chapter = _notebook(tmp_path / "params.ipynb", [
+        ("code", "profile = 'cpu'  # the profile\nn = 3\nsizes = {\n    'a': 1,\n}", ["parameters"]),
+        ("code", "total = n * 2", []),
+    ])
+    out = bookbuild.execute_chapter(chapter, tmp_path / "ran.ipynb", {"profile": "smoke", "n": 5})
+    bookbuild.show_run_parameters(out)
+    cells = nbformat.read(str(out), as_version=4).cells
+    assert cells[0].source == 'profile = "smoke"  # the profile\nn = 5\nsizes = {\n    \'a\': 1,\n}'
+    assert "remove-cell" in cells[1].metadata["tags"] and "injected-parameters" in cells[1].metadata["tags"]
+    # a value the parameters cell sets over several lines is not rewritten: the injected cell stays visible
+    out = bookbuild.execute_chapter(chapter, tmp_path / "ran2.ipynb", {"sizes": {"b": 2}})
+    bookbuild.show_run_parameters(out)
+    cells = nbformat.read(str(out), as_version=4).cells
+    assert cells[0].source.startswith("profile = 'cpu'") and "remove-cell" not in cells[1].metadata["tags"]
+
+
 def test_build_fails_before_html_when_a_chapter_raises(repo_root: Path, tmp_path: Path) -> None:
     book = tmp_path / "book"
     (book / "chapters").mkdir(parents=True)
