@@ -17,15 +17,22 @@ STAMP := $(VENV)/.installed-stamp
 # The real data are read from a local mirror when there is one (here and in CI: ../shared/data).
 VOLBIAS_DATA_MIRROR ?= $(abspath $(CURDIR)/../shared/data)
 VOLBIAS_RUNS_DIR ?= $(CURDIR)/runs/$(PROFILE)
+# make book trains the chapters' runs this many at a time (one worker process per run, each on its share of the
+# cores); the tests keep the default of one.
+WORKERS ?= 2
 # Chapters run on the project's own kernel even where a user-level "python3" kernel exists.
 JUPYTER_PREFER_ENV_PATH := 1
 export VOLBIAS_DATA_MIRROR VOLBIAS_RUNS_DIR JUPYTER_PREFER_ENV_PATH
 
-.PHONY: help env test book check-chapters benchmarks clean
+.PHONY: help env test book check-browser check-chapters benchmarks clean sync-metadata check-metadata package release
 
 help:
 	@echo "make book  [PROFILE=smoke|cpu|gpu]  execute every chapter and build _build/html/index.html"
 	@echo "make test                          run the test suite"
+	@echo "make check-browser                 check every page of _build/html in headless Chromium (screenshots: _build/screenshots)"
+	@echo "make release [PROFILE=...]         build the book and pack dist/volbias-<version>-book-<profile>.zip"
+	@echo "make package                       build the wheel and sdist into dist/ and check them with twine"
+	@echo "make sync-metadata                 copy version and addresses from pyproject.toml into the files that repeat them"
 
 $(STAMP): environment.yml pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +52,32 @@ check-chapters: $(STAMP)
 	$(PY) -m volbias.bookbuild check chapters
 
 book: $(STAMP)
-	$(PY) -m volbias.bookbuild build --profile $(PROFILE)
+	VOLBIAS_WORKERS=$(WORKERS) $(PY) -m volbias.bookbuild build --profile $(PROFILE)
+
+# Every page of the built book in headless Chromium (the Debian package `chromium`): layout, images, math, code.
+check-browser: $(STAMP)
+	test -f _build/html/index.html || { echo "no built book in _build/html: run make book first" >&2; exit 1; }
+	VOLBIAS_BOOK_HTML=$(CURDIR)/_build/html $(PY) -m pytest tests/test_browser.py -k every_page
+
+# The version and public addresses live in pyproject.toml; these copy them into (or check) the chapters' Colab
+# install cell, _config.yml, CITATION.cff, .zenodo.json, references.bib, the cite page and the README.
+sync-metadata: $(STAMP)
+	$(PY) -m volbias.publish.sync
+
+check-metadata: $(STAMP)
+	$(PY) -m volbias.publish.sync --check
+
+# The supplementary-material archive of the book built at PROFILE (runs from VOLBIAS_RUNS_DIR). The HTML is
+# built afresh: files left in _build/html by an earlier build would otherwise end up in the archive.
+release: $(STAMP)
+	rm -rf _build/html _build/.doctrees
+	$(MAKE) book
+	$(PY) -m volbias.publish.release --profile $(PROFILE)
+
+package: $(STAMP)
+	rm -f dist/volbias-*.whl dist/volbias-*.tar.gz
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/volbias-*.whl dist/volbias-*.tar.gz
 
 benchmarks: $(STAMP)
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done

@@ -1,177 +1,220 @@
-"""Execute the experiment chapters at the smoke profile and check their glued numbers against the runs.
+"""The experiment chapters' glued numbers against independent computations from the runs they wrote
+("Which volume to trust" has its own module, test_which_volume_chapter.py).
 
-Every chapter writes its runs below a temporary runs directory (VOLBIAS_RUNS_DIR); the glued values are
-recomputed here from the cases.csv files the runs wrote.
+The session's ``book`` fixture (tests/book_runner.py) executes the chapters at the smoke profile in book order,
+once; each test reads the snapshot of one step (glued values, finished runs) and recomputes the glued
+numbers from the run directories (``cases.csv``, ``probabilities.npz``) and the data.  A glued key that a
+chapter no longer writes fails with the list of keys it does glue.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from volbias.analysis import experiments, results_store
-from volbias.bookbuild import execute_chapter, read_glued
+from book_runner import StepResult
+from reference_ece import ece_by_hand
+from volbias.analysis import experiments
+from volbias.data import load_task
+from volbias.training import RunConfig
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory) -> Path:
-    """One runs directory shared by the chapters of this module (as in a book build)."""
-    return tmp_path_factory.mktemp("runs")
+AGREEMENT_CV = 0.2  # the LIDC chapter's default
 
 
 @pytest.fixture
-def book_env(runs_dir, shared_data, monkeypatch) -> Path:
-    monkeypatch.setenv("VOLBIAS_RUNS_DIR", str(runs_dir))
-    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(shared_data))
-    monkeypatch.delenv("VOLBIAS_ISLES_ROOT", raising=False)
-    return runs_dir
-
-
-def run_chapter(repo_root: Path, name: str, out_dir: Path, **parameters) -> dict[str, object]:
-    out = execute_chapter(repo_root / "chapters" / f"{name}.ipynb", out_dir / f"{name}.ipynb",
-                          {"profile": "smoke", **parameters}, cwd=repo_root / "chapters")
-    return read_glued(out)
-
-
-def run_cases(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "cases.csv")
+def mirror_env(book, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recomputations read the same data mirror as the chapters."""
+    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(book.mirror.root))
 
 
 def rel_bias(cases: pd.DataFrame, column: str) -> float:
+    """Relative volume bias sum(predicted - expected) / sum(expected)."""
     return float((cases[column] - cases.expected_volume).sum() / cases.expected_volume.sum())
 
 
-def test_results_chapter_trains_its_own_sweep_when_alone(repo_root, book_env, tmp_path) -> None:
-    glued = run_chapter(repo_root, "results", tmp_path, results_dir=str(tmp_path / "no-results"), min_dice=0.0)
-    assert glued["results_fallback"] is True
-    assert glued["results_n_sources"] == 1
-    # the fallback: CE and SD at the least and the most uncertain independent-noise phantoms
-    done = sorted(book_env.rglob("DONE"))
-    assert len(done) == glued["results_n_runs"] == 4
-    assert glued["claim1_n_groups"] == 2 and glued["claim2_n_groups"] == 1 and glued["claim3_n_groups"] == 1
-    sd_high = [p.parent for p in done if "sigma3.6" in str(p) and "/sd/" in str(p)][0]
-    ce_high = sd_high.parent.parent / "ce" / sd_high.name
-    sd, ce = run_cases(sd_high), run_cases(ce_high)
-    sd_bias = rel_bias(sd, "pred_volume_hard")
-    ce_bias = rel_bias(ce, "pred_volume_soft")
-    key = "claim2_book_smoke_synthetic_independent_noise_sigma_r_0_9"
-    holds = abs(sd_bias) > max(abs(ce_bias), 0.05)  # necessary condition of a "yes"
-    assert glued[key] in ("yes", "no") and (glued[key] == "no" or holds)
+def finished_runs(result: StepResult, prefix: str) -> Iterator[tuple[dict, Path]]:
+    """(config, run directory) of the runs finished below ``prefix`` at the end of the step."""
+    for run_dir in result.runs_under(prefix):
+        yield yaml.safe_load((run_dir / "config.yaml").read_text()), run_dir
 
 
-def test_controlled_uncertainty_glue_matches_runs(repo_root, book_env, tmp_path) -> None:
-    glued = run_chapter(repo_root, "controlled_uncertainty", tmp_path)
-    base = book_env / "controlled_uncertainty" / "smoke"
-    high, low = base / "independent-r4-sigma3.6" / "synthetic", base / "independent-r4-sigma0.4" / "synthetic"
-    n_runs = len(experiments.controlled_uncertainty("smoke", seed=0).runs)
-    # the results fallback's runs were reused: every planned run exists once
-    assert glued["cu_n_runs"] == n_runs and len(list(base.rglob("DONE"))) == n_runs
-    assert glued["cu_sd_bias_high"] == pytest.approx(rel_bias(run_cases(high / "sd" / "fold0-seed0"),
-                                                              "pred_volume_hard"))
-    assert glued["cu_ce_soft_bias_high"] == pytest.approx(rel_bias(run_cases(high / "ce" / "fold0-seed0"),
-                                                                   "pred_volume_soft"))
-    assert glued["cu_sd_bias_low"] == pytest.approx(rel_bias(run_cases(low / "sd" / "fold0-seed0"),
-                                                             "pred_volume_hard"))
-    dice = [run_cases(d / loss / "fold0-seed0").set_index("case_id").dice for d in (high, low)
-            for loss in ("ce", "sd")]
-    diffs = [(dice[1] - dice[0]).mean(), (dice[3] - dice[2]).mean()]
-    assert glued["cu_dice_sd_minus_ce_mean"] == pytest.approx(np.mean(diffs))
-    # theory on the same phantoms: independent noise over-segments, more at higher uncertainty
-    assert glued["cu_theory_dice_bias_high"] > glued["cu_theory_dice_bias_low"] if "cu_theory_dice_bias_low" in glued \
-        else glued["cu_theory_dice_bias_high"] > 0.1
+def cases_by_loss(result: StepResult, prefix: str, loss_options: dict | None = None,
+                  **task_options: object) -> dict[str, pd.DataFrame]:
+    """Cases of all finished runs below ``prefix`` (all folds), per loss, optionally of one setting and with
+    the given loss options (``{}``: the default loss, no options)."""
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for config, run_dir in finished_runs(result, prefix):
+        if loss_options is not None and (config.get("loss_options") or {}) != loss_options:
+            continue
+        options = config.get("task_options") or {}
+        if all(math.isclose(float(options.get(k, math.nan)), v) if isinstance(v, float) else options.get(k) == v
+               for k, v in task_options.items()):
+            frames.setdefault(config["loss"], []).append(result.cases(run_dir))
+    if not frames:
+        pytest.fail(f"no finished runs below {prefix} with {task_options} after step {result.step.name!r}")
+    return {loss: pd.concat(parts, ignore_index=True) for loss, parts in frames.items()}
 
 
-def test_brain_tumour_glue_matches_runs(repo_root, book_env, tmp_path) -> None:
-    glued = run_chapter(repo_root, "brain_tumour", tmp_path)
-    base = book_env / "brain_tumour" / "smoke" / "BR18-sample" / "BR18-sample"
-    ce, sd = run_cases(base / "ce" / "fold0-seed0"), run_cases(base / "sd" / "fold0-seed0")
-    assert glued["br_task"] == "BR18-sample"
-    assert glued["br_n_cases"] == len(ce) == len(sd) == 2
-    assert glued["br_dice_ce"] == pytest.approx(ce.dice.mean())
-    assert glued["br_dice_sd"] == pytest.approx(sd.dice.mean())
-    assert glued["br_bias_sd_hard"] == pytest.approx(rel_bias(sd, "pred_volume_hard"))
-    assert glued["br_bias_ce_soft"] == pytest.approx(rel_bias(ce, "pred_volume_soft"))
-    assert 0 <= glued["br_ece_ce"] <= 1 and 0 <= glued["br_intermediate_sd"] <= 1
+
+def pooled_maps(result: StepResult, prefix: str, loss: str, target: str = "label") -> tuple[np.ndarray, ...]:
+    """Probabilities and targets of every validation voxel inside the masks, over the runs of one loss
+    (without loss options)."""
+    probs, targets = [], []
+    for config, run_dir in finished_runs(result, prefix):
+        if config["loss"] != loss or config.get("loss_options"):
+            continue
+        run_config = RunConfig.from_dict(config)
+        cases = {c.id: c for c in load_task(run_config.task, **run_config.resolved_task_options())}
+        with np.load(run_dir / "probabilities.npz") as maps:
+            for case_id in maps.files:
+                case = cases[case_id]
+                probs.append(maps[case_id].astype(np.float64)[case.mask])
+                targets.append(getattr(case, target)[case.mask].astype(np.float64))
+    return np.concatenate(probs), np.concatenate(targets)
 
 
-def test_lidc_glue_matches_runs(repo_root, book_env, tmp_path) -> None:
-    glued = run_chapter(repo_root, "lidc", tmp_path)
-    base = book_env / "lidc" / "smoke" / "LIDC" / "LIDC"
-    ce, sd = run_cases(base / "ce" / "fold0-seed0"), run_cases(base / "sd" / "fold0-seed0")
-    assert glued["lidc_n_nodules"] == len(ce) == len(sd)
-    assert glued["lidc_dice_ce"] == pytest.approx(ce.dice.mean())
-    assert glued["lidc_sd_bias_all"] == pytest.approx(rel_bias(sd, "pred_volume_hard"))
-    assert glued["lidc_ce_soft_bias_all"] == pytest.approx(rel_bias(ce, "pred_volume_soft"))
-    assert 0 <= glued["lidc_n_agree"] <= len(ce)
-    consensus = [d[d.true_volume > 0].dice.mean() for d in (ce, sd)]
-    assert glued["lidc_trained"] is bool(min(consensus) >= 0.3)
-    assert glued["lidc_consensus_dice_sd"] == pytest.approx(consensus[1])
-    assert ("not learned" in glued["lidc_verdict"]) is not glued["lidc_trained"]
+# ----------------------------------------------------------------------------------------------- Results
 
 
-def test_results_chapter_reads_book_runs_and_stored_sets(repo_root, book_env, tmp_path) -> None:
-    stored = tmp_path / "results" / "gpu-synthetic"
-    shutil.copytree(book_env / "controlled_uncertainty", stored / "controlled_uncertainty")
-    results_store.write_manifest(stored, seed=0, profile="gpu", description="copy for the test")
-    glued = run_chapter(repo_root, "results", tmp_path, results_dir=str(tmp_path / "results"))
-    assert glued["results_fallback"] is False
-    assert glued["results_n_sources"] == 2
-    n_book = len(list(book_env.rglob("DONE")))
-    assert glued["results_n_runs"] == n_book + len(list((stored / "controlled_uncertainty").rglob("DONE")))
-    # groups: synthetic high/low (x2 sources), BR18-sample, LIDC all (+ agreeing nodules when present)
-    # claim 2 groups: the most uncertain phantoms of each noise model in both sources, and all LIDC nodules
-    n_noise_models = len(experiments.SYNTHETIC_GRIDS["smoke"]["noise"])
-    assert glued["claim2_n_groups"] == 2 * n_noise_models + 1 and glued["claim1_n_groups"] >= 6
-    assert "claim3_gpu_synthetic_synthetic_independent_noise_sigma_r_0_1" in glued
-    # smoke networks barely learn: a group is "not tested" exactly when CE or SD stays below Dice 0.3
-    base = book_env / "brain_tumour" / "smoke" / "BR18-sample" / "BR18-sample"
-    dice = [run_cases(base / loss / "fold0-seed0") for loss in ("ce", "sd")]
-    learned = min(d[d.true_volume > 0].dice.mean() for d in dice)
-    assert (glued["claim1_book_smoke_br18_sample"] == "not tested") is bool(learned < 0.3)
+def test_results_chapter_alone_trains_and_counts_its_fallback_sweep(book) -> None:
+    alone = book.step("results_alone")
+    assert alone.value("results_fallback") is True
+    assert alone.value("results_n_sources") == 1
+    planned = experiments.results_fallback("smoke").runs
+    assert alone.value("results_n_runs") == len(alone.done) == len(planned)
 
 
-def write_isles17(root: Path, seed: int = 0) -> Path:
-    """Five tiny ISLES 2017 training cases in the challenge layout (ids from folds 0 and 1 of the paper)."""
-    rng = np.random.default_rng(seed)
-    tokens = ("MR_ADC", "MR_Tmax", "MR_MTT", "MR_TTP", "MR_rCBF", "MR_rCBV")
-    affine = np.diag([1.5, 1.5, 5.0, 1.0])
-    grid = np.stack(np.meshgrid(np.arange(40) * 1.5, np.arange(40) * 1.5, np.arange(12) * 5.0, indexing="ij"))
-    for k, case in enumerate(("training_2", "training_11", "training_13", "training_20", "training_24")):
-        centre = np.array([30.0, 30.0, 30.0]) + rng.normal(0, 3, 3)
-        lesion = np.sqrt(((grid - centre.reshape(3, 1, 1, 1)) ** 2).sum(0)) < 14
-        for j, token in enumerate((*tokens, "OT")):
-            name = f"VSD.Brain.XX.O.{token}.{128000 + 10 * k + j}"
-            image = 800.0 + 200.0 * lesion + rng.normal(0, 20, lesion.shape)
-            data = lesion.astype(np.uint8) if token == "OT" else image.astype(np.float32)
-            (root / case / name).mkdir(parents=True)
-            nib.save(nib.Nifti1Image(data, affine), str(root / case / name / f"{name}.nii"))
-    return root
+def test_results_chapter_counts_book_runs_and_stored_sets(book) -> None:
+    results = book.step("results")
+    stored = list((results.work_dir / "results" / "gpu-synthetic").rglob("DONE"))
+    assert results.value("results_fallback") is False
+    assert results.value("results_n_sources") == 2
+    assert stored and results.value("results_n_runs") == len(results.done) + len(stored)
 
 
-def test_stroke_chapter_without_data_shows_nothing(repo_root, book_env, tmp_path) -> None:
-    glued = run_chapter(repo_root, "stroke", tmp_path)
-    assert glued["stroke_n_tasks"] == 0
-    assert not any(k.startswith("stroke_IS") for k in glued)
-    assert not (book_env / "stroke").exists()
+# --------------------------------------------------------------------------------- Controlled uncertainty
 
 
-def test_stroke_chapter_with_official_layout(repo_root, book_env, tmp_path) -> None:
-    isles = tmp_path / "isles"
-    write_isles17(isles / "ISLES2017_Training")
-    glued = run_chapter(repo_root, "stroke", tmp_path, isles_root=str(isles))
-    assert glued["stroke_n_tasks"] == 1
-    base = book_env / "stroke" / "smoke" / "IS17" / "IS17"
-    ce, sd = run_cases(base / "ce" / "fold0-seed0"), run_cases(base / "sd" / "fold0-seed0")
-    assert sorted(ce.case_id) == ["training_13", "training_2", "training_20"]  # the paper's fold 0
-    assert glued["stroke_IS17_n_cases"] == 3
-    assert glued["stroke_IS17_dice_ce"] == pytest.approx(ce.dice.mean())
-    assert glued["stroke_IS17_sd_bias"] == pytest.approx(rel_bias(sd, "pred_volume_hard"))
-    assert math.isfinite(glued["stroke_IS17_ce_soft_bias"])
+def test_controlled_uncertainty_glue_matches_runs(book) -> None:
+    cu = book.step("controlled_uncertainty")
+    planned = experiments.controlled_uncertainty("smoke").runs
+    # the results chapter's fallback runs were reused: every planned run exists exactly once
+    assert cu.value("cu_n_runs") == len(planned) == len(cu.runs_under("controlled_uncertainty"))
+    settings = experiments.synthetic_settings("smoke")
+    sweep = settings[settings.sweep == "uncertainty"]
+    for noise, tag in (("independent", ""), ("shift", "_shift")):
+        rows = sweep[sweep.noise == noise]
+        if rows.empty:
+            continue
+        high, low = rows.loc[rows.relative_sigma.idxmax()], rows.loc[rows.relative_sigma.idxmin()]
+        at_high = {loss: c[c.split == "test"] for loss, c in cases_by_loss(
+            cu, "controlled_uncertainty", noise=noise, radius=float(high.radius), sigma=float(high.sigma)).items()}
+        at_low = {loss: c[c.split == "test"] for loss, c in cases_by_loss(
+            cu, "controlled_uncertainty", noise=noise, radius=float(low.radius), sigma=float(low.sigma)).items()}
+        assert cu.value(f"cu_sd_bias_high{tag}") == pytest.approx(rel_bias(at_high["sd"], "pred_volume_hard"))
+        assert cu.value(f"cu_sd_soft_bias_high{tag}") == pytest.approx(rel_bias(at_high["sd"], "pred_volume_soft"))
+        assert cu.value(f"cu_ce_soft_bias_high{tag}") == pytest.approx(rel_bias(at_high["ce"], "pred_volume_soft"))
+        assert cu.value(f"cu_sd_bias_low{tag}") == pytest.approx(rel_bias(at_low["sd"], "pred_volume_hard"))
+    # SD minus CE expected Dice of the test phantoms, per setting, then averaged over the settings
+    diffs = []
+    for setting in settings.itertuples():
+        per_loss = cases_by_loss(cu, "controlled_uncertainty", noise=setting.noise, radius=float(setting.radius),
+                                 sigma=float(setting.sigma))
+        ce, sd = (per_loss[loss][per_loss[loss].split == "test"].expected_dice.mean() for loss in ("ce", "sd"))
+        diffs.append(float(sd - ce))
+    assert cu.value("cu_dice_sd_minus_ce_mean") == pytest.approx(np.mean(diffs))
+
+
+# ------------------------------------------------------------------------------------------ Brain tumour
+
+
+def test_brain_tumour_glue_matches_runs(book, mirror_env) -> None:
+    br = book.step("brain_tumour")
+    runs = cases_by_loss(br, "brain_tumour")
+    ce, sd = runs["ce"], runs["sd"]
+    assert br.value("br_n_cases") == ce.case_id.nunique() == sd.case_id.nunique()
+    assert br.value("br_dice_ce") == pytest.approx(ce.dice.mean())
+    assert br.value("br_dice_sd") == pytest.approx(sd.dice.mean())
+    assert br.value("br_bias_sd_hard") == pytest.approx(rel_bias(sd, "pred_volume_hard"))
+    assert br.value("br_bias_ce_soft") == pytest.approx(rel_bias(ce, "pred_volume_soft"))
+    for loss in ("ce", "sd"):
+        prob, label = pooled_maps(br, "brain_tumour", loss)
+        assert br.value(f"br_ece_{loss}") == pytest.approx(ece_by_hand(prob, label), abs=1e-6)
+        assert br.value(f"br_intermediate_{loss}") == pytest.approx(np.mean((prob > 0.05) & (prob < 0.95)))
+
+
+# -------------------------------------------------------------------------------------------------- LIDC
+
+
+def test_lidc_glue_matches_runs_and_rater_masks(book, mirror_env) -> None:
+    lidc = book.step("lidc")
+    runs = cases_by_loss(lidc, "lidc", loss_options={})
+    ce, sd = runs["ce"], runs["sd"]
+    batch = cases_by_loss(lidc, "lidc", loss_options={"reduction": "batch"})["sd"]
+    assert lidc.value("lidc_n_nodules") == ce.case_id.nunique() == sd.case_id.nunique()
+    # Dice against the strict majority of the raters, on the nodules that have one
+    config = next(c for c, _ in finished_runs(lidc, "lidc"))
+    nodules = {c.id: c for c in load_task("LIDC", **RunConfig.from_dict(config).resolved_task_options())}
+    majority = {cid: (n.raters.sum(0) >= 3) for cid, n in nodules.items()}
+    with_majority = [cid for cid in ce.case_id if majority[cid].any()]
+    for loss, frame in (("ce", ce), ("sd", sd), ("sd_batch", batch)):
+        ref = frame[frame.case_id.isin(with_majority)]
+        assert lidc.value(f"lidc_dice_{loss}") == pytest.approx(ref.dice.mean())
+        assert lidc.value(f"lidc_empty_{loss}") == pytest.approx((ref.pred_volume_hard == 0).mean())
+    assert lidc.value("lidc_n_ref") == len(with_majority)
+    assert lidc.value("lidc_sd_bias_all") == pytest.approx(rel_bias(sd, "pred_volume_hard"))
+    assert lidc.value("lidc_sd_batch_bias_all") == pytest.approx(rel_bias(batch, "pred_volume_hard"))
+    assert lidc.value("lidc_ce_soft_bias_all") == pytest.approx(rel_bias(ce, "pred_volume_soft"))
+    # per-rater Dice from the maps and the four rater masks (empty against empty counts 1)
+    run_dir = next(d for c, d in finished_runs(lidc, "lidc") if c["loss"] == "sd" and not c.get("loss_options"))
+    with np.load(run_dir / "probabilities.npz") as maps:
+        per_rater = []
+        for cid in maps.files:
+            hard = maps[cid].astype(np.float32) > 0.5
+            scores = [1.0 if not (hard.any() or r.any()) else 2 * (hard & (r > 0)).sum() / (hard.sum() + (r > 0).sum())
+                      for r in nodules[cid].raters]
+            per_rater.append(np.mean(scores))
+    assert lidc.value("lidc_dice_raters_sd") == pytest.approx(np.mean(per_rater), abs=2e-3)  # maps stored as float16
+    # nodules whose 4 raters agree (all mark it, area CV below 0.2), from the rater masks themselves
+    config = next(c for c, _ in finished_runs(lidc, "lidc"))
+    nodules = {c.id: c for c in load_task("LIDC", **RunConfig.from_dict(config).resolved_task_options())}
+    areas = {cid: nodules[cid].raters.reshape(4, -1).sum(1).astype(float) for cid in ce.case_id}
+    agree = [cid for cid, a in areas.items() if (a > 0).all() and a.std() / a.mean() < AGREEMENT_CV]
+    assert lidc.value("lidc_n_agree") == len(agree)
+    if agree:
+        assert lidc.value("lidc_sd_bias_agree") == pytest.approx(rel_bias(sd[sd.case_id.isin(agree)],
+                                                                          "pred_volume_hard"))
+    for loss in ("ce", "sd"):  # calibration against the mean-rater map
+        prob, marginals = pooled_maps(lidc, "lidc", loss, target="marginals")
+        assert lidc.value(f"lidc_ece_{loss}") == pytest.approx(ece_by_hand(prob, marginals), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ Stroke
+
+
+def test_stroke_chapter_without_data_trains_nothing(book) -> None:
+    stroke = book.step("stroke")
+    assert stroke.value("stroke_n_tasks") == 0
+    assert not any(k.startswith("stroke_IS") for k in stroke.glued)
+    assert stroke.runs_under("stroke") == []
+
+
+def test_stroke_chapter_with_official_layout(book) -> None:
+    stroke = book.step("stroke_official")
+    assert stroke.value("stroke_n_tasks") == 1
+    runs = cases_by_loss(stroke, "stroke")
+    ce, sd = runs["ce"], runs["sd"]
+    written = {"training_2", "training_11", "training_13", "training_20", "training_24"}
+    assert set(ce.case_id) == set(sd.case_id) <= written
+    assert stroke.value("stroke_IS17_n_cases") == ce.case_id.nunique()
+    assert stroke.value("stroke_IS17_dice_ce") == pytest.approx(ce.dice.mean())
+    assert stroke.value("stroke_IS17_sd_bias") == pytest.approx(rel_bias(sd, "pred_volume_hard"))
+    assert stroke.value("stroke_IS17_ce_soft_bias") == pytest.approx(rel_bias(ce, "pred_volume_soft"))

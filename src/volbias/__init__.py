@@ -1,3 +1,8 @@
 """volbias: volume bias of soft-Dice-trained segmentation networks under inherent uncertainty."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("volbias")  # the one version, declared in pyproject.toml
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -157,6 +157,59 @@ def execute_chapter(path: Path, out_path: Path, parameters: dict | None = None,
     return out_path
 
 
+def _set_assignment(source: str, name: str, value: str) -> str | None:
+    """``source`` with the one-line assignment ``name = ...`` set to ``value`` (its comment kept); None if absent."""
+    import ast
+    import re
+
+    pattern = re.compile(rf"^(?P<lead>{re.escape(name)}\s*=\s*)(?P<value>.*?)(?P<comment>\s+#.*)?$")
+    lines = source.splitlines()
+    for index, line in enumerate(lines):
+        match = pattern.match(line)
+        if match is None:
+            continue
+        try:
+            ast.parse(match["value"], mode="eval")
+        except SyntaxError:
+            return None  # a multi-line value: leave it alone
+        lines[index] = f"{match['lead']}{value}{match['comment'] or ''}"
+        return "\n".join(lines)
+    return None
+
+
+def show_run_parameters(path: Path) -> None:
+    """Show the parameters an executed chapter ran with in its own ``parameters`` cell.
+
+    papermill injects a cell with the values it was given after the chapter's parameters cell. Where
+    every injected value replaces a one-line assignment of the parameters cell (whose comments
+    explain the parameters), the values are written there and the injected cell is tagged
+    ``remove-cell``; otherwise the injected cell stays on the page. The notebook is rewritten atomically.
+    """
+    import ast
+
+    path = Path(path)
+    nb = _read_notebook(path)
+    tags_of = [cell.get("metadata", {}).get("tags", []) for cell in nb.cells]
+    own = next((i for i, tags in enumerate(tags_of) if "parameters" in tags), None)
+    injected = next((i for i, tags in enumerate(tags_of) if "injected-parameters" in tags), None)
+    if own is None or injected is None:
+        return
+    source = nb.cells[own].source
+    for node in ast.parse(nb.cells[injected].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return
+        updated = _set_assignment(source, node.targets[0].id, ast.get_source_segment(nb.cells[injected].source,
+                                                                                      node.value))
+        if updated is None:
+            return
+        source = updated
+    nb.cells[own].source = source
+    nb.cells[injected].metadata["tags"] = [*tags_of[injected], "remove-cell"]
+    scratch = path.with_name(f".{path.name}.tmp")
+    nbformat.write(nb, str(scratch))
+    scratch.replace(path)
+
+
 def read_glued(path: Path) -> dict[str, object]:
     """The values a chapter glued with ``myst_nb.glue``, by name (JSON-able values are decoded)."""
     nb = _read_notebook(Path(path))
@@ -227,6 +280,7 @@ def build(book_root: Path, profile: str, staging: Path, html_out: Path) -> int:
         print(f"[book] executing {rel} (profile={profile})", flush=True)
         try:
             execute_chapter(book_root / rel, staging / rel, {"profile": profile}, cwd=(book_root / rel).parent)
+            show_run_parameters(staging / rel)
         except ChapterError as exc:
             failures.append(str(exc))
             print(f"[book] FAILED {exc}", file=sys.stderr, flush=True)

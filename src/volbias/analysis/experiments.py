@@ -2,14 +2,15 @@
 
 An :class:`Experiment` is a list of planned runs (a :class:`volbias.training.RunConfig` plus the
 name of its setting). :func:`run_experiment` trains the runs that are not finished yet under
-``<runs root>/<experiment>/<profile>/<setting>/<task>/<loss>/fold<k>-seed<s>/`` and returns the
-concatenated ``cases.csv`` tables. The runs root is ``$VOLBIAS_RUNS_DIR``, else ``runs/`` in the
+``<runs root>/<experiment>/<profile>/<setting>/<task>/<loss>/fold<k>-seed<s>/`` (``$VOLBIAS_WORKERS`` at a
+time, default 1) and returns the concatenated ``cases.csv`` tables. The runs root is ``$VOLBIAS_RUNS_DIR``, else ``runs/`` in the
 source checkout (else in the working directory), so that the Results chapter finds the runs the
 other chapters trained.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from volbias.analysis.tables import load_runs
+from volbias.training.collect import Collection, collect, empty_results
 from volbias.training.config import RunConfig
+from volbias.training.grid import Cell
+from volbias.training.launchers import launch
 
 RUNS_ENV = "VOLBIAS_RUNS_DIR"
 CORE_LOSSES: tuple[str, ...] = ("ce", "sd")
@@ -92,28 +94,28 @@ def _check_profile(profile: str, grids: Mapping[str, Any]) -> None:
 
 SYNTHETIC_GRIDS: dict[str, dict[str, Any]] = {
     "smoke": {"radius": 4.0, "relative_sigma": [0.1, 0.9], "noise": ["independent", "shift"], "size_sigma": 2.0,
-              "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "training": {}},
-    "cpu": {"radius": 4.0, "relative_sigma": [0.1, 0.5, 0.9], "noise": ["independent", "shift"],
-            "size_sigma": 2.0, "size_radius": [2.5, 8.0], "losses": ["ce", "sd"], "two_stage": ["ce-sd"],
-            "training": {"epochs": 80, "batch_size": 2, "lr": 0.01}},
+              "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "seeds": [0], "n_test": 10},
+    "cpu": {"radius": 4.0, "relative_sigma": [0.1, 0.9], "noise": ["independent", "shift"], "size_sigma": 2.0,
+            "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "seeds": [0, 1, 2], "n_test": 100},
     "gpu": {"radius": 4.0, "relative_sigma": [0.05, 0.1, 0.2, 0.3, 0.5, 0.6, 0.75, 0.9],
             "noise": ["independent", "shift"], "size_sigma": 2.0, "size_radius": [2.5, 3.0, 6.0, 8.0, 12.0],
-            "losses": ["ce", "sd", "ce-ce", "ce-sd"], "two_stage": [],
-            "training": {"epochs": 300, "batch_size": 2, "lr": 0.01}},
+            "losses": ["ce", "sd", "ce-ce", "ce-sd"], "two_stage": [], "seeds": [0, 1, 2], "n_test": 200},
 }
 """Per profile: the radius (pixels) of the uncertainty sweep and its boundary sigmas relative to the radius,
 for each label-noise model; the object-size sweep (radii at one fixed sigma, independent noise); the losses
-of every setting, two-stage losses added at the most uncertain independent-noise setting, and the training
-overrides (CE needs many small steps to become calibrated: 1 280 steps of batch 2 on the CPU profile)."""
+of every setting (two-stage losses added at the most uncertain independent-noise setting); the seeds (each
+seed draws other training phantoms and another initialisation); and the number of fresh test phantoms on
+which every run is scored. Training settings come from the profile."""
 
 N_LABEL_DRAWS = 25  # label draws per phantom; one is drawn per epoch, so the network cannot memorise them
 PHANTOM_SIZE = 54  # pixels; the network pads every axis to a multiple of 27 anyway
 
 
-def synthetic_options(radius: float, sigma: float, noise: str, seed: int) -> dict[str, Any]:
-    """Task options of one phantom setting (2D, 3 blobs, 54 x 54 pixels, 25 label draws; radius, sigma in px)."""
+def synthetic_options(radius: float, sigma: float, noise: str, seed: int, n_test: int = 0) -> dict[str, Any]:
+    """Task options of one phantom setting (2D, 3 blobs, 54 x 54 pixels, 25 label draws; radius, sigma in px;
+    ``n_test`` fresh test phantoms)."""
     return {"dims": 2, "size": PHANTOM_SIZE, "radius": float(radius), "sigma": round(float(sigma), 4),
-            "noise": noise, "n_raters": N_LABEL_DRAWS, "seed": int(seed)}
+            "noise": noise, "n_raters": N_LABEL_DRAWS, "seed": int(seed), "n_test": int(n_test)}
 
 
 def synthetic_settings(profile: str, seed: int = 0) -> pd.DataFrame:
@@ -135,17 +137,23 @@ def synthetic_settings(profile: str, seed: int = 0) -> pd.DataFrame:
     for sweep, noise, radius, sigma, losses in rows:
         table.append({"setting": f"{noise}-r{radius:g}-sigma{sigma:g}", "sweep": sweep, "noise": noise,
                       "radius": radius, "sigma": round(sigma, 4), "relative_sigma": round(sigma / radius, 4),
-                      "losses": list(losses), "task_options": synthetic_options(radius, sigma, noise, seed)})
+                      "losses": list(losses),
+                      "task_options": synthetic_options(radius, sigma, noise, seed, grid["n_test"])})
     return pd.DataFrame(table)
 
 
-def controlled_uncertainty(profile: str, seed: int = 0, device: str = "auto") -> Experiment:
-    """Synthetic phantoms: every setting of :func:`synthetic_settings` trained with its losses, fold 0."""
-    settings = synthetic_settings(profile, seed).drop_duplicates("setting")
-    training = SYNTHETIC_GRIDS[profile]["training"]
+def controlled_uncertainty(profile: str, seeds: int | Sequence[int] | None = None,
+                           device: str = "auto") -> Experiment:
+    """Synthetic phantoms: every setting of :func:`synthetic_settings` trained with its losses on fold 0, once per
+    seed of the profile's grid (``seeds``, one or several, overrides them); a seed draws the phantoms and the
+    initialisation."""
+    _check_profile(profile, SYNTHETIC_GRIDS)
+    if seeds is None:
+        seeds = SYNTHETIC_GRIDS[profile]["seeds"]
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     runs = tuple(
-        PlannedRun(_config("synthetic", loss, 0, seed, profile, device, row.task_options, training), row.setting)
-        for row in settings.itertuples() for loss in row.losses
+        PlannedRun(_config("synthetic", loss, 0, seed, profile, device, row.task_options), row.setting)
+        for seed in seeds for row in synthetic_settings(profile, seed).itertuples() for loss in row.losses
     )
     return Experiment("controlled_uncertainty", profile, runs)
 
@@ -163,19 +171,53 @@ def task_available(task: str) -> tuple[bool, str]:
     return True, ""
 
 
-BRAIN_TRAINING: dict[str, dict[str, Any]] = {"smoke": {}, "cpu": {"batch_size": 2}, "gpu": {}}
-"""Training overrides of the brain-tumour runs per profile (CPU: batches of 2, i.e. 4 steps per epoch with
-the sample's 8 training cases, instead of one)."""
+BRAIN_FOLDS: dict[str, list[int]] = {"smoke": [0], "cpu": [0, 1], "gpu": [0, 1, 2, 3, 4]}
+"""Folds the book's build trains per profile. The CPU build trains two of the five folds to stay within its
+time budget; ``benchmarks/bench_convergence.py`` trains all five (and again with twice the steps) once and
+stores the result in ``data/results/``, which the Brain-tumour chapter shows beside the live runs."""
 
 
 def brain_tumour(profile: str, seed: int = 0, device: str = "auto", task: str | None = None,
-                 folds: Sequence[int] = range(5), losses: Sequence[str] = CORE_LOSSES) -> Experiment:
-    """Five-fold CE and SD runs on BraTS: the 10-case sample (smoke, cpu) or the full BR18 (gpu)."""
-    _check_profile(profile, BRAIN_TRAINING)
+                 folds: Sequence[int] | None = None, losses: Sequence[str] = CORE_LOSSES,
+                 budget: float = 1.0) -> Experiment:
+    """CE and SD runs on BraTS: the 10-case sample (smoke, cpu) or the full BR18 (gpu), on the profile's folds.
+
+    ``budget`` multiplies the profile's number of epochs (the experiment is then named
+    ``brain_tumour_x<budget>``, so that its runs live beside the standard ones).
+    """
+    _check_profile(profile, BRAIN_FOLDS)
+    if budget <= 0:
+        raise ValueError(f"budget={budget!r}: must be positive")
     task = task or ("BR18" if profile == "gpu" else "BR18-sample")
-    runs = tuple(PlannedRun(_config(task, loss, fold, seed, profile, device, None, BRAIN_TRAINING[profile]), task)
+    folds = BRAIN_FOLDS[profile] if folds is None else list(folds)
+    training = {} if budget == 1.0 else {"epochs": max(1, round(budget * _profile_epochs(profile, task)))}
+    name = "brain_tumour" if budget == 1.0 else f"brain_tumour_x{budget:g}"
+    runs = tuple(PlannedRun(_config(task, loss, fold, seed, profile, device, None, training), task)
                  for fold in folds for loss in losses)
-    return Experiment("brain_tumour", profile, runs)
+    return Experiment(name, profile, runs)
+
+
+STORED_CONVERGENCE = Path(__file__).resolve().parents[1] / "stored" / "cpu-convergence"
+"""The stored five-fold CPU grid of ``benchmarks/bench_convergence.py`` (shipped with the package)."""
+
+
+def stored_convergence_grid() -> pd.DataFrame:
+    """Cases of the stored five-fold BR18-sample grid at the cpu profile, at its budget and twice it (``budget``)."""
+    path = STORED_CONVERGENCE / "cases.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: stored grid missing; run benchmarks/bench_convergence.py")
+    return pd.read_csv(path)
+
+
+def stored_convergence_provenance() -> dict[str, Any]:
+    """How the stored grid was made: command, code version, budgets."""
+    return json.loads((STORED_CONVERGENCE / "provenance.json").read_text())
+
+
+def _profile_epochs(profile: str, task: str) -> int:
+    from volbias.profiles import get_profile
+
+    return get_profile(profile).for_task(task).epochs
 
 
 # --- Stroke lesions ---------------------------------------------------------------------------------
@@ -211,26 +253,35 @@ def stroke(profile: str, tasks: Sequence[str] = ("IS17", "IS18"), seed: int = 0,
 # --- Measured uncertainty: LIDC -------------------------------------------------------------------
 
 LIDC_GRIDS: dict[str, dict[str, Any]] = {
-    "smoke": {"folds": [0], "losses": ["ce", "sd"], "task_options": {"crop_size": 54}, "training": {}},
-    "cpu": {"folds": [0], "losses": ["ce", "sd"], "task_options": {"crop_size": 54, "max_cases": 200},
-            "training": {"patch_size": None, "epochs": 30, "batch_size": 8, "lr": 0.01}},
-    "gpu": {"folds": [0, 1, 2, 3, 4], "losses": ["ce", "sd", "ce-ce", "ce-sd"], "task_options": {},
-            "training": {}},
+    "smoke": {"folds": [0], "losses": ["ce", "sd"], "task_options": {"crop_size": 54}},
+    "cpu": {"folds": [0], "losses": ["ce", "sd"], "task_options": {}},
+    "gpu": {"folds": [0, 1, 2, 3, 4], "losses": ["ce", "sd", "ce-ce", "ce-sd"], "task_options": {}},
 }
-"""Per profile: validation folds, losses, data options and training overrides of the LIDC runs. On CPU the
-network sees the central 54 x 54 pixels of each 128 x 128 slice (the release centres every crop on its
-nodule, and 54 is a multiple of the network's pooling factor 27, so no padding is added); on GPU the whole
-slices. Random patches of the whole slice would mostly miss the small nodules."""
+"""Per profile: validation folds, losses and data options of the LIDC runs (training settings and, on CPU, the
+800 nodules and the central 64 x 64 pixels of each 128 x 128 slice come from the profile: the release centres
+every crop on its nodule)."""
+
+LIDC_SENSITIVITY: dict[str, Any] = {"loss": "sd", "setting": "LIDC, SD per batch",
+                                     "loss_options": {"reduction": "batch"}}
+"""The sensitivity run for SD's convention on empty rater draws: Dice over the whole batch instead of per image,
+so that an empty draw still pulls the prediction down through the batch's denominator."""
 
 
-def lidc(profile: str, seed: int = 0, device: str = "auto") -> Experiment:
-    """LIDC nodules, one random rater per sample and epoch: CE and SD on the profile's folds."""
+def lidc(profile: str, seed: int = 0, device: str = "auto", sensitivity: bool = True) -> Experiment:
+    """LIDC nodules, one random rater per sample and epoch: CE and SD on the profile's folds, plus (``sensitivity``)
+    SD with the Dice over the batch (:data:`LIDC_SENSITIVITY`) on the first fold."""
     _check_profile(profile, LIDC_GRIDS)
     grid = LIDC_GRIDS[profile]
     options = {"seed": seed, **grid["task_options"]}
-    runs = tuple(PlannedRun(_config("LIDC", loss, fold, seed, profile, device, options, grid["training"]), "LIDC")
-                 for fold in grid["folds"] for loss in grid["losses"])
-    return Experiment("lidc", profile, runs)
+    runs = [PlannedRun(_config("LIDC", loss, fold, seed, profile, device, options), "LIDC")
+            for fold in grid["folds"] for loss in grid["losses"]]
+    if sensitivity:
+        extra = LIDC_SENSITIVITY
+        config = RunConfig.from_dict({"task": "LIDC", "loss": extra["loss"], "fold": grid["folds"][0], "seed": seed,
+                                      "profile": profile, "device": device, "task_options": options,
+                                      "loss_options": extra["loss_options"]}, source="LIDC sensitivity")
+        runs.append(PlannedRun(config, extra["setting"]))
+    return Experiment("lidc", profile, tuple(runs))
 
 
 # --- Results chapter fallback --------------------------------------------------------------------
@@ -239,61 +290,79 @@ BOOK_EXPERIMENTS: tuple[str, ...] = ("controlled_uncertainty", "brain_tumour", "
 """The experiments whose runs the Results chapter collects, in the book's order."""
 
 
-def results_fallback(profile: str, seed: int = 0, device: str = "auto") -> Experiment:
+def results_fallback(profile: str, seeds: int | Sequence[int] | None = None, device: str = "auto") -> Experiment:
     """The smallest experiment that still tests claims 1-3: the controlled-uncertainty CE and SD runs at
     the least and the most uncertain independent-noise settings (shared with that chapter's runs)."""
-    settings = synthetic_settings(profile, seed)
+    settings = synthetic_settings(profile)
     sweep = settings[(settings["sweep"] == "uncertainty") & (settings["noise"] == "independent")]
     extremes = {sweep.loc[sweep["relative_sigma"].idxmin(), "setting"],
                 sweep.loc[sweep["relative_sigma"].idxmax(), "setting"]}
-    runs = tuple(run for run in controlled_uncertainty(profile, seed, device).runs
+    runs = tuple(run for run in controlled_uncertainty(profile, seeds, device).runs
                  if run.setting in extremes and run.config.loss in CORE_LOSSES)
     return Experiment("controlled_uncertainty", profile, runs)
 
 
 # --- Running ----------------------------------------------------------------------------------------
 
-def _finished(run_dir: Path, config: RunConfig) -> bool:
-    """True when ``run_dir`` holds a finished run of exactly ``config``."""
-    if not (run_dir / "DONE").exists() or not (run_dir / "config.yaml").is_file():
-        return False
-    stored = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    return RunConfig.from_dict(stored, source=str(run_dir / "config.yaml")).to_dict() == config.to_dict()
+WORKERS_ENV = "VOLBIAS_WORKERS"
 
 
-def run_experiment(experiment: Experiment, root: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """Train the experiment's unfinished runs and return the cases of all of its runs.
+def default_workers() -> int:
+    """Runs :func:`run_experiment` trains at a time: ``$VOLBIAS_WORKERS``, else 1."""
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{WORKERS_ENV}={text!r}: expected a positive integer (runs trained at a time)")
+    return int(text)
 
-    A run directory that already holds a finished run of the same configuration is reused. The
-    returned cases carry the columns of :func:`volbias.analysis.tables.load_runs` plus ``setting_name``.
+
+def experiment_cells(experiment: Experiment) -> list[Cell]:
+    """The experiment's runs as cells of a grid rooted at its directory; ``setting_name`` labels their rows."""
+    return [Cell(f"{planned.setting}/{planned.config.run_name()}", planned.config.to_dict(),
+                 {"setting_name": planned.setting}) for planned in experiment.runs]
+
+
+def run_experiment(experiment: Experiment, root: str | Path | None = None, progress: bool = True,
+                   workers: int | None = None, launcher: str = "local") -> pd.DataFrame:
+    """Train the experiment's unfinished runs, ``workers`` at a time, and return the cases of all of its runs.
+
+    The runs go through :func:`volbias.training.launch` (``workers`` default :func:`default_workers`;
+    ``launcher="debug"`` trains in this process): a directory that already holds a finished run of the same
+    configuration is reused, and a failed run does not stop the others but raises once they are done.
+    ``results.csv`` and ``manifest.json`` are written into the experiment's directory in either case
+    (:func:`volbias.training.collect`); the returned cases are its rows (the columns of
+    :func:`volbias.analysis.tables.read_run`, ``run_name`` and ``setting_name``).
     """
-    from tqdm import tqdm
-
-    from volbias.training import run
-
     base = experiment.directory(root if root is not None else default_runs_dir())
-    for planned in tqdm(experiment.runs, desc=experiment.name, disable=not progress):
-        out_dir = planned.directory(base)
-        if not _finished(out_dir, planned.config):
-            run(planned.config, out_dir)
-    return experiment_cases(experiment, root)
+    cells = experiment_cells(experiment)
+    workers = workers if workers is not None else default_workers()
+    report = launch(cells, base, launcher=launcher, workers=workers, progress=progress)
+    collection = collect(base, cells)
+    if report.failed:
+        first = report.failed[0]
+        raise RuntimeError(f"{base}: {len(report.failed)} of {len(cells)} runs of experiment {experiment.name!r} "
+                           f"failed (see their ERROR files); {first.name}: {first.error}")
+    return _cases(collection, experiment)
+
+
+def _cases(collection: Collection, experiment: Experiment) -> pd.DataFrame:
+    if collection.results.empty:
+        raise FileNotFoundError(f"{collection.root}: no finished runs of experiment {experiment.name!r}")
+    return collection.results
 
 
 def experiment_cases(experiment: Experiment, root: str | Path | None = None) -> pd.DataFrame:
-    """Cases of the experiment's finished runs (``setting_name`` = the planned run's setting)."""
+    """Cases of the experiment's finished runs, merged as :func:`volbias.training.collect` merges them."""
     base = experiment.directory(root if root is not None else default_runs_dir())
-    dirs = [p.directory(base) for p in experiment.runs]
-    frames = []
-    for planned, run_dir in zip(experiment.runs, dirs):
-        if (run_dir / "DONE").exists():
-            frame = load_runs(run_dir)
-            frame["setting_name"] = planned.setting
-            frames.append(frame)
-    if not frames:
+    if not base.is_dir():
         raise FileNotFoundError(f"{base}: no finished runs of experiment {experiment.name!r}")
-    return pd.concat(frames, ignore_index=True)
+    return _cases(collect(base, experiment_cells(experiment), write=False), experiment)
 
 
 def runs_of(root: str | Path, experiments: Iterable[str], profile: str) -> pd.DataFrame:
     """Cases of every finished run of the named experiments at ``profile`` below ``root`` (may be empty)."""
-    return load_runs([Path(root) / name / profile for name in experiments])
+    dirs = [Path(root) / name / profile for name in experiments]
+    frames = [collect(d, write=False).results for d in dirs if d.is_dir()]
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else empty_results()

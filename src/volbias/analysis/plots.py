@@ -1,8 +1,14 @@
 """Figures of the experiments: Bland-Altman, predicted vs expected volume, probability histograms,
-reliability diagrams and volume bias against uncertainty (matplotlib/seaborn)."""
+reliability diagrams and volume bias against uncertainty (matplotlib/seaborn), and the book's figure style.
+
+Every figure of the book uses :func:`use_book_style` (one seaborn theme), one colour per loss
+(:data:`LOSS_COLOURS`, :func:`loss_colour`), panels laid out for the text column by
+:func:`new_figure`, and is shown as a numbered, captioned figure through :func:`glue_figure`.
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,11 +18,56 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
+from volbias.analysis.present import loss_label
 from volbias.analysis.tables import VOLUMES
 
-LOSS_ORDER: tuple[str, ...] = ("ce", "sd", "ce-ce", "ce-sd")
+LOSS_ORDER: tuple[str, ...] = ("ce", "sd", "ce-ce", "ce-sd", "dml", "dsc++", "tversky", "focal", "ce+sd")
 """Display order of the losses; others follow alphabetically."""
+
+LOSS_COLOURS: dict[str, str] = {
+    "ce": "#0173b2",       # blue
+    "sd": "#de8f05",       # orange
+    "ce-ce": "#029e73",    # green
+    "ce-sd": "#d55e00",    # vermillion
+    "dml": "#cc78bc",      # mauve
+    "dsc++": "#ca9161",    # brown
+    "tversky": "#56b4e9",  # sky blue
+    "focal": "#fbafe4",    # pink
+    "ce+sd": "#949494",    # grey
+}
+"""The colour of each loss in every figure of the book (seaborn's colour-blind palette)."""
+
+REFERENCE_COLOUR = "#000000"
+"""Colour of references drawn with the losses: identity lines, expected volumes, theory curves."""
+
+TEXT_WIDTH = 7.2
+"""Width (inches, at the figures' 100 dpi) of the book's text column; figures are made no wider."""
+
+FIGURE_DPI = 100
+"""Resolution of the book's figures: one point of font is 1.4 screen pixels when shown unscaled."""
+
+
+def loss_colour(name: str) -> str:
+    """The colour of loss ``name``; losses without one get a stable colour of seaborn's "dark" palette."""
+    if name in LOSS_COLOURS:
+        return LOSS_COLOURS[name]
+    extra = sns.color_palette("dark", 10).as_hex()
+    return extra[zlib.crc32(name.encode()) % len(extra)]
+
+
+def use_book_style() -> None:
+    """Apply the book's figure style: seaborn's whitegrid theme, 100 dpi, constrained layout.
+
+    The default colour cycle is seaborn's "dark" palette, for series that are not losses (radii,
+    settings); a loss is always drawn in :func:`loss_colour`, so that no other series borrows its colour.
+    """
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9, palette="dark",
+                  rc={"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "figure.constrained_layout.use": True,
+                      "legend.frameon": True, "legend.framealpha": 0.9, "axes.titleweight": "normal",
+                      "image.cmap": "viridis"})
 
 
 def loss_order(losses: Iterable[str]) -> list[str]:
@@ -26,12 +77,8 @@ def loss_order(losses: Iterable[str]) -> list[str]:
 
 
 def loss_palette(losses: Iterable[str]) -> dict[str, Any]:
-    """A fixed colour per loss so that every figure of the book uses the same colours."""
-    colours = sns.color_palette("colorblind", 10)
-    known = {name: colours[i] for i, name in enumerate(LOSS_ORDER)}
-    others = [l for l in loss_order(losses) if l not in known]
-    known.update({name: colours[(len(LOSS_ORDER) + i) % 10] for i, name in enumerate(others)})
-    return {l: known[l] for l in loss_order(losses)}
+    """The colours (:func:`loss_colour`) of the losses present, in display order."""
+    return {l: loss_colour(l) for l in loss_order(losses)}
 
 
 def bland_altman_stats(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray,
@@ -64,16 +111,17 @@ def plot_bland_altman(cases: pd.DataFrame, ax: Axes, volume: str = "soft",
         group = cases[cases[hue] == name]
         pred, ref = group[column].to_numpy(float), group[reference].to_numpy(float)
         colour = palette[name] if palette else None
-        points = ax.scatter((pred + ref) / 2, pred - ref, s=14, alpha=0.7, label=name, color=colour)
+        label = loss_label(name) if hue == "loss" else str(name)
+        points = ax.scatter((pred + ref) / 2, pred - ref, s=14, alpha=0.7, label=label, color=colour)
         if len(group) >= 2:
             s = bland_altman_stats(pred, ref)
             ax.axhline(s["bias"], color=points.get_facecolor()[0], lw=1.5)
             for limit in (s["loa_low"], s["loa_high"]):
                 ax.axhline(limit, color=points.get_facecolor()[0], lw=0.8, ls="--")
             rows.append({hue: name, **s})
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_xlabel(f"mean of predicted and reference volume ({unit})")
-    ax.set_ylabel(f"predicted {volume} - reference volume ({unit})")
+    ax.axhline(0, color=REFERENCE_COLOUR, lw=0.6)
+    ax.set_xlabel(f"mean of predicted and reference ({unit})")
+    ax.set_ylabel(f"{volume} volume - reference ({unit})")
     ax.legend(title=hue, fontsize="small")
     return pd.DataFrame(rows)
 
@@ -82,11 +130,15 @@ def plot_volume_scatter(cases: pd.DataFrame, ax: Axes, volume: str = "soft",
                         reference: str = "expected_volume", hue: str = "loss", unit: str = "ml") -> None:
     """Predicted vs reference volume per case, with the identity line."""
     column = _check_volume(volume)
-    order = loss_order(cases[hue]) if hue == "loss" else None
-    sns.scatterplot(data=cases, x=reference, y=column, hue=hue, hue_order=order, ax=ax, s=18,
-                    palette=loss_palette(cases[hue]) if hue == "loss" else None)
+    order = palette = None
+    if hue == "loss":
+        losses = loss_order(cases["loss"])
+        order = [loss_label(l) for l in losses]
+        palette = {loss_label(l): loss_colour(l) for l in losses}
+        cases = cases.assign(loss=cases["loss"].map(loss_label))
+    sns.scatterplot(data=cases, x=reference, y=column, hue=hue, hue_order=order, ax=ax, s=18, palette=palette)
     top = float(np.nanmax(cases[[reference, column]].to_numpy(float))) * 1.05
-    ax.plot([0, top], [0, top], color="black", lw=0.8, ls="--", label="identity")
+    ax.plot([0, top], [0, top], color=REFERENCE_COLOUR, lw=0.8, ls="--", label="identity")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel(f"reference volume ({unit})")
@@ -157,7 +209,7 @@ def plot_probability_histograms(probabilities: Mapping[str, np.ndarray], ax: Axe
     palette = loss_palette(probabilities)
     for loss in loss_order(probabilities):
         values = np.asarray(probabilities[loss], dtype=float).ravel()
-        ax.hist(values[values >= min_prob], bins=edges, histtype="step", lw=1.8, label=loss,
+        ax.hist(values[values >= min_prob], bins=edges, histtype="step", lw=1.8, label=loss_label(loss),
                 color=palette[loss], density=True)
     ax.set_yscale("log")
     ax.set_xlabel("predicted probability")
@@ -172,11 +224,12 @@ def plot_reliability(bins_by_loss: Mapping[str, pd.DataFrame], ax: Axes) -> None
     (as returned by volbias.metrics.reliability_bins); empty bins are not drawn.
     """
     palette = loss_palette(bins_by_loss)
-    ax.plot([0, 1], [0, 1], color="black", lw=0.8, ls="--", label="perfect calibration")
+    ax.plot([0, 1], [0, 1], color=REFERENCE_COLOUR, lw=0.8, ls="--", label="perfect calibration")
     for loss in loss_order(bins_by_loss):
         table = bins_by_loss[loss]
         table = table[table["count"] > 0]
-        ax.plot(table["mean_probability"], table["observed_frequency"], marker="o", label=loss, color=palette[loss])
+        ax.plot(table["mean_probability"], table["observed_frequency"], marker="o", label=loss_label(loss),
+                color=palette[loss])
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability in bin")
@@ -202,21 +255,57 @@ def plot_bias_vs_uncertainty(bias: pd.DataFrame, x: str, ax: Axes, theory: pd.Da
                              table[f"bias_{kind}_ci_high"] - table[f"bias_{kind}"]])
             ax.errorbar(table[x], table[f"bias_{kind}"], yerr=np.clip(np.nan_to_num(err), 0, None),
                         color=palette[loss], ls=styles[kind], marker=markers[kind], capsize=2,
-                        label=f"{loss} ({kind} volume)")
+                        label=f"{loss_label(loss)}, {kind} volume")
     if theory is not None:
         for label, curve in (theory.groupby("label") if "label" in theory else [("SD optimum (theory)", theory)]):
             curve = curve.sort_values(x)
-            ax.plot(curve[x], curve["bias"], color="black", lw=2, alpha=0.6, label=str(label),
+            ax.plot(curve[x], curve["bias"], color=REFERENCE_COLOUR, lw=2, alpha=0.6, label=str(label),
                     ls="--" if "threshold" in str(label).lower() else "-")
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_xlabel(xlabel or x)
-    ax.set_ylabel("relative volume bias  sum(pred - E[V]) / sum(E[V])")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("relative volume bias (%)")
     ax.legend(fontsize="x-small")
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, width: float = 4.5, height: float = 3.6,
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 4.5, height: float = 3.6, max_cols: int = 2,
                **kwargs: Any) -> tuple[plt.Figure, np.ndarray]:
-    """A figure with a grid of axes (always returned as a flat array)."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                             constrained_layout=True, **kwargs)
-    return fig, axes.ravel()
+    """A figure with a grid of panels sized for the text column; the axes come as a flat array.
+
+    ``width`` and ``height`` are per panel. At most ``max_cols`` panels sit side by side (two for
+    panels with tick labels; images without ticks may take three or four): a single row of more
+    panels is laid out in rows of ``max_cols`` (axes keep their reading order; the spare axes of the
+    last row are removed). A figure wider than the text column (:data:`TEXT_WIDTH`) is scaled down
+    to it, width and height together, so that its fonts keep their size on the page.
+    """
+    panels = ncols * nrows
+    if nrows == 1 and ncols > max_cols:
+        ncols, nrows = max_cols, -(-ncols // max_cols)
+    scale = min(1.0, TEXT_WIDTH / (width * ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols * scale, height * nrows * scale), squeeze=False,
+                             layout="constrained", **kwargs)
+    axes = axes.ravel()
+    for spare in axes[panels:]:
+        spare.remove()
+    return fig, axes[:panels]
+
+
+def glue_figure(name: str, fig: Figure) -> None:
+    """Glue ``fig`` under ``name`` for a numbered, captioned figure, and close it (it is shown only there).
+
+    The chapter's text places it with a ``{glue:figure}`` directive that carries the caption and
+    the label ``name``, and refers to it with ``{numref}`` (names start with ``fig-``)::
+
+        :::{glue:figure} fig-theory-core-rim
+        :name: fig-theory-core-rim
+        The caption.
+        :::
+
+        ... as {numref}`fig-theory-core-rim` shows ...
+    """
+    from myst_nb import glue
+
+    if not name.startswith("fig-"):
+        raise ValueError(f"figure name {name!r} must start with 'fig-' (it is also the figure's label)")
+    glue(name, fig, display=False)
+    plt.close(fig)
