@@ -84,20 +84,32 @@ def pooled_maps(result: StepResult, prefix: str, loss: str, target: str = "label
 # ----------------------------------------------------------------------------------------------- Results
 
 
+def stored_cpu_runs() -> int:
+    """Runs of the stored five-fold CPU grid that the Results chapter reads by default (budget 1 only)."""
+    grid = experiments.stored_convergence_grid()
+    return grid[grid.budget == 1.0].groupby(["loss", "fold", "seed"]).ngroups
+
+
 def test_results_chapter_alone_trains_and_counts_its_fallback_sweep(book) -> None:
     alone = book.step("results_alone")
     assert alone.value("results_fallback") is True
-    assert alone.value("results_n_sources") == 1
+    assert alone.value("results_n_sources") == 2  # its own fallback runs and the stored CPU grid
     planned = experiments.results_fallback("smoke").runs
-    assert alone.value("results_n_runs") == len(alone.done) == len(planned)
+    assert len(alone.done) == len(planned)
+    assert alone.value("results_n_runs") == len(planned) + stored_cpu_runs()
 
 
 def test_results_chapter_counts_book_runs_and_stored_sets(book) -> None:
     results = book.step("results")
     stored = list((results.work_dir / "results" / "gpu-synthetic").rglob("DONE"))
     assert results.value("results_fallback") is False
-    assert results.value("results_n_sources") == 2
-    assert stored and results.value("results_n_runs") == len(results.done) + len(stored)
+    assert results.value("results_n_sources") == 3  # the book's runs, the stored CPU grid, one stored set
+    # runs with non-default loss options (LIDC's SD per batch) are sensitivity analyses, outside the groups
+    sensitivity = [d for d in results.done
+                   if yaml.safe_load((results.runs_dir / d / "config.yaml").read_text()).get("loss_options")]
+    assert len(sensitivity) == results.value("results_n_sensitivity_runs") >= 1
+    expected = len(results.done) - len(sensitivity) + len(stored) + stored_cpu_runs()
+    assert stored and results.value("results_n_runs") == expected
 
 
 # --------------------------------------------------------------------------------- Controlled uncertainty
