@@ -34,6 +34,9 @@ from volbias import bookbuild
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 900}
+TIMEOUT_MS = 180_000
+"""Limit of each page load, script and screenshot: a first load in a fresh Chromium on a busy 2-core machine
+(the test suite runs two workers) has taken over 30 s, playwright's default."""
 SKIPPED_PAGES = {"genindex.html", "search.html"}
 SHRUNK_FIGURE = 0.8
 """A figure shown at less than this fraction of its size is listed in the report (labels get small)."""
@@ -126,6 +129,7 @@ class Browser:
         self.context = self._playwright.chromium.launch_persistent_context(
             self._profile.name, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
             viewport=VIEWPORT)
+        self.context.set_default_timeout(TIMEOUT_MS)
 
     def check(self, url: str, screenshot: Path | None = None) -> PageReport:
         """Open ``url``, run the page checks, and write a full-page screenshot to ``screenshot``."""
