@@ -115,14 +115,22 @@ def reliability_bins(
     )
 
 
+def calibration_error_of_bins(table: pd.DataFrame) -> float:
+    """Expected calibration error ``sum_b (n_b / n) |mean prob_b - mean label_b|`` of a reliability table
+    (:func:`reliability_bins`, or several pooled); NaN when every bin is empty."""
+    filled = table["count"] > 0
+    if not filled.any():
+        return float("nan")
+    gaps = (table["mean_probability"] - table["observed_frequency"]).abs()[filled]
+    weights = table["count"][filled]
+    return float((gaps * weights).sum() / weights.sum())
+
+
 def expected_calibration_error(
     prob: np.ndarray, label: np.ndarray, n_bins: int = 10, mask: np.ndarray | None = None
 ) -> float:
     """Expected calibration error ``sum_b (n_b / n) |mean prob_b - mean label_b|`` over equal-width bins."""
     table = reliability_bins(prob, label, n_bins, mask)
-    filled = table["count"] > 0
-    if not filled.any():
+    if not (table["count"] > 0).any():
         raise ValueError("prob: no voxels to assess (empty input or mask)")
-    gaps = (table["mean_probability"] - table["observed_frequency"]).abs()[filled]
-    weights = table["count"][filled]
-    return float((gaps * weights).sum() / weights.sum())
+    return calibration_error_of_bins(table)

@@ -2,8 +2,8 @@
 
 Per case, :func:`volbias.metrics.reliability_bins` bins the voxels of the calibration region; pooling
 adds the cases' bins (counts, and means weighted by counts), so the pooled table equals the table of
-all voxels together without binning them twice.  :func:`ece` is the formula of
-:func:`volbias.metrics.expected_calibration_error` applied to such a table.
+all voxels together without binning them twice; :func:`volbias.metrics.calibration_error_of_bins` gives
+the calibration error of such a table.
 """
 
 from __future__ import annotations
@@ -35,13 +35,3 @@ def pool_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
             out[column] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     out["count"] = counts.astype(np.int64)
     return out
-
-
-def ece(table: pd.DataFrame) -> float:
-    """Expected calibration error ``sum_b (n_b / n) |mean prob_b - mean label_b|`` of a table (NaN if empty)."""
-    filled = table["count"] > 0
-    if not filled.any():
-        return float("nan")
-    gaps = (table["mean_probability"] - table["observed_frequency"]).abs()[filled]
-    weights = table["count"][filled]
-    return float((gaps * weights).sum() / weights.sum())

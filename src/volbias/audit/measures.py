@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from volbias.audit.calibration import case_reliability, ece
-from volbias.metrics import dice, hard_volume, soft_volume, voxel_volume_ml
+from volbias.audit.calibration import case_reliability
+from volbias.metrics import calibration_error_of_bins, dice, hard_volume, soft_volume, voxel_volume_ml
 from volbias.theory import dice_optimal_mask, expected_dice, soft_dice_threshold
 
 CALIBRATION_MIN_PROBABILITY = 0.01
@@ -134,7 +134,7 @@ def measure_case(case_id: str, prob: np.ndarray, votes: np.ndarray, n_raters: in
         "dice_optimal_dice": dice(optimal, ref_mask),
         "expected_dice_hard": expected_dice(hard, p),
         "expected_dice_optimal": expected_dice(optimal, p),
-        "ece": ece(reliability),
+        "ece": calibration_error_of_bins(reliability),
         "intermediate_share": _ratio(float(np.count_nonzero(above & (p < INTERMEDIATE[1]))),
                                      float(np.count_nonzero(above))),
         "calibration_voxels": int(np.count_nonzero(region)),

@@ -16,8 +16,9 @@ import pandas as pd
 
 from volbias.analysis.plots import bland_altman_stats
 from volbias.analysis.tables import bootstrap_ci, relative_bias, relative_bias_ci
-from volbias.audit.calibration import ece, pool_tables
+from volbias.audit.calibration import pool_tables
 from volbias.audit.measures import INTERMEDIATE, CaseMeasures
+from volbias.metrics import calibration_error_of_bins
 
 VOLUME_KINDS: dict[str, str] = {
     "hard": "hard_volume_ml", "soft": "soft_volume_ml", "tau_star": "tau_star_volume_ml",
@@ -62,7 +63,7 @@ def overall_numbers(cases: pd.DataFrame, measures: Sequence[CaseMeasures], seed:
     above = sum(int(np.count_nonzero(m.prob > INTERMEDIATE[0])) for m in measures)
     between = sum(int(np.count_nonzero((m.prob > INTERMEDIATE[0]) & (m.prob < INTERMEDIATE[1]))) for m in measures)
     out["calibration"] = {
-        "ece": ece(table), "n_bins": int(len(table)), "voxels": int(table["count"].sum()),
+        "ece": calibration_error_of_bins(table), "n_bins": int(len(table)), "voxels": int(table["count"].sum()),
         "intermediate_share": between / above if above else float("nan"),
     }
     out["tau_star"] = {"mean": float(cases["tau_star"].mean()), "min": float(cases["tau_star"].min()),
