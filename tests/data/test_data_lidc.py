@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
-from volbias.data import load_task, rater_disagreement, sample_rater
+from volbias.data import load_task, rater_disagreement, raters_agree, sample_rater
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,9 @@ def test_central_crop_matches_the_raw_files(shared_data, lidc_cache, monkeypatch
         np.testing.assert_array_equal(case.raters, masks.astype(np.float32))
     with pytest.raises(DataError, match="crop_size=200"):
         load_task("LIDC", max_cases=10, crop_size=200, cache_dir=lidc_cache)
+
+
+def test_raters_agree_needs_four_raters_and_a_small_area_spread() -> None:
+    table = pd.DataFrame({"n_marking": [4, 4, 3, 4], "area_cv": [0.05, 0.35, 0.01, 0.2]})
+    assert raters_agree(table).tolist() == [True, False, False, False]  # CV 0.2 is not below 0.2
+    assert raters_agree(table, cv=0.5).tolist() == [True, True, False, True]

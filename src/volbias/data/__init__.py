@@ -6,11 +6,11 @@ Entry point: ``load_task(name, root=None, **options) -> TaskData``; see ``list_t
 from .case import Case, TaskData
 from .errors import DataError
 from .load import load_task
-from .raters import disagreement_table, rater_disagreement, sample_rater
+from .raters import AGREEMENT_CV, disagreement_table, rater_disagreement, raters_agree, sample_rater
 from .registry import TaskSpec, get_spec, list_tasks, tasks_table
 from .synthetic import make_phantoms
 
 __all__ = [
-    "Case", "DataError", "TaskData", "TaskSpec", "disagreement_table", "get_spec", "list_tasks", "load_task",
-    "make_phantoms", "rater_disagreement", "sample_rater", "tasks_table",
+    "AGREEMENT_CV", "Case", "DataError", "TaskData", "TaskSpec", "disagreement_table", "get_spec", "list_tasks",
+    "load_task", "make_phantoms", "rater_disagreement", "raters_agree", "sample_rater", "tasks_table",
 ]

@@ -49,3 +49,12 @@ def rater_disagreement(case: Case) -> dict[str, float]:
 def disagreement_table(cases: list[Case]) -> pd.DataFrame:
     """rater_disagreement for every case, indexed by case id."""
     return pd.DataFrame([{"case": c.id, **rater_disagreement(c)} for c in cases]).set_index("case")
+
+
+AGREEMENT_CV = 0.2
+"""Largest coefficient of variation of the raters' areas for which four raters "agree"."""
+
+
+def raters_agree(table: pd.DataFrame, cv: float = AGREEMENT_CV) -> pd.Series:
+    """Per row of a :func:`disagreement_table`: all four raters marked the case, with an area CV below ``cv``."""
+    return (table["n_marking"] == 4) & (table["area_cv"] < cv)
