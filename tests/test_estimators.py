@@ -388,10 +388,10 @@ def test_recalibration_fits_and_their_plot() -> None:
 
 
 def test_soft_target_runs_are_labelled(tmp_path: Path) -> None:
-    from volbias.estimators.compare import load_held_out_maps, loss_label
+    from volbias.estimators.compare import load_held_out_maps, run_loss_name
 
-    assert loss_label("ce", "soft") == "ce (soft)" and loss_label("dml", "soft") == "dml"
-    assert loss_label("sd", "rater") == "sd"
+    assert run_loss_name("ce", "soft") == "ce (soft)" and run_loss_name("dml", "soft") == "dml"
+    assert run_loss_name("sd", "rater") == "sd"
     case = _held_out(0, 0, np.random.default_rng(10), factor=1.0).case
     run = _write_run(tmp_path / "soft", [case.id], {case.id: np.full(case.label.shape, 0.5)})
     config = yaml.safe_load((run / "config.yaml").read_text())

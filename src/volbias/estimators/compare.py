@@ -8,7 +8,7 @@ them), so no case contributes to its own calibration.  When an experiment has ru
 its cases are split into ``n_splits`` groups instead.  Temperatures are fitted, and calibration errors
 measured, against the voxel marginals wherever the data have them (the exact ``p`` of the phantoms, the
 mean rater of LIDC), else against the reference label.  Runs trained on soft targets carry the loss label
-``"<loss> (soft)"`` (:func:`loss_label`), except DML, which is always trained on them.
+``"<loss> (soft)"`` (:func:`run_loss_name`), except DML, which is always trained on them.
 
 The result is a long table, one row per case and estimator, with the volume, its signed and absolute
 error against a reference volume, the Dice of the estimator's mask (NaN for estimators without a mask)
@@ -48,7 +48,7 @@ ALWAYS_SOFT: tuple[str, ...] = ("dml",)
 """Losses trained on the soft targets only (their label does not repeat it)."""
 
 
-def loss_label(loss: str, targets: str) -> str:
+def run_loss_name(loss: str, targets: str) -> str:
     """The comparison's name of a run: the loss, with ``" (soft)"`` when trained on the soft targets."""
     return f"{loss} (soft)" if targets == "soft" and loss not in ALWAYS_SOFT else loss
 
@@ -89,7 +89,7 @@ def load_held_out_maps(run_dir: str | Path, cases: Mapping[str, Case]) -> list[H
             if prob.shape != case.label.shape:
                 raise ValueError(f"{path}: map of {row.case_id} has shape {prob.shape}, label {case.label.shape}")
             clipped = np.where(case.mask, np.clip(prob, 0.0, 1.0), 0.0)
-            maps.append(HeldOutMap(row.task, row.setting, loss_label(row.loss, targets), int(row.seed),
+            maps.append(HeldOutMap(row.task, row.setting, run_loss_name(row.loss, targets), int(row.seed),
                                    int(row.fold), case, clipped))
     return maps
 
