@@ -184,7 +184,7 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
     spec = ModelSpec(train_cases[0].label.ndim, train_cases[0].image.shape[0], variant, profile.width)
     model = spec.build().to(device)  # initialised from the seeded global generator
     amp_dtype = amp_dtype_for(device, profile.amp)
-    train = build_training_set(train_cases, device, 1, profile.patch_size,
+    train = build_training_set(train_cases, device, patch_size=profile.patch_size,
                                half=amp_dtype is not None, target_mode=profile.targets)
     if profile.prior_init:
         model.set_output_prior(min(max(train.foreground_fraction(), PRIOR_CLAMP), 1.0 - PRIOR_CLAMP))
