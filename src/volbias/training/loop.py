@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
+from monai.metrics import compute_dice
 
 from ..models import masked_probabilities
 
@@ -37,14 +38,6 @@ class EpochStats:
     dice: torch.Tensor
     soft_volume_ratio: torch.Tensor
     steps: int
-
-
-def _batch_dice(hard: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-sample Dice of two boolean batches; 1 where both are empty."""
-    dims = tuple(range(1, hard.ndim))
-    overlap = (hard & reference).sum(dims).float()
-    total = hard.sum(dims).float() + reference.sum(dims).float()
-    return torch.where(total > 0, 2 * overlap / total.clamp_min(1), torch.ones_like(total))
 
 
 def train_epoch(
@@ -85,7 +78,8 @@ def train_epoch(
         scheduler.step()
         with torch.no_grad():
             prob = masked_probabilities(logits.detach().float(), mask)
-            dice_sum += _batch_dice(prob > 0.5, target > 0.5).sum()
+            # per-sample Dice, 1 where prediction and target are both empty
+            dice_sum += compute_dice(prob > 0.5, target > 0.5, include_background=True, ignore_empty=False).sum()
             soft_sum += prob.sum(dtype=torch.float64)
             target_sum += (target * mask).sum(dtype=torch.float64)
         total += loss.detach() * image.shape[0]
