@@ -3,8 +3,8 @@
 An :class:`Experiment` is a list of planned runs (a :class:`volbias.training.RunConfig` plus the
 name of its setting). :func:`run_experiment` trains the runs that are not finished yet under
 ``<runs root>/<experiment>/<profile>/<setting>/<task>/<loss>/fold<k>-seed<s>/`` (``$VOLBIAS_WORKERS`` at a
-time, default 1) and returns the concatenated ``cases.csv`` tables. The runs root is ``$VOLBIAS_RUNS_DIR``, else ``runs/`` in the
-source checkout (else in the working directory), so that the Results chapter finds the runs the
+time, default 1) and returns the concatenated ``cases.csv`` tables. The runs root is ``$VOLBIAS_RUNS_DIR``,
+else ``runs/`` in the source checkout (else in the working directory), so that the Results chapter finds the runs the
 other chapters trained.
 """
 
@@ -79,10 +79,12 @@ def default_results_dir() -> Path:
 
 def _config(task: str, loss: str, fold: int, seed: int, profile: str, device: str,
             task_options: Mapping[str, Any] | None = None,
-            training: Mapping[str, Any] | None = None) -> RunConfig:
+            training: Mapping[str, Any] | None = None,
+            loss_options: Mapping[str, Any] | None = None) -> RunConfig:
     return RunConfig.from_dict({"task": task, "loss": loss, "fold": fold, "seed": seed, "profile": profile,
                                 "device": device, "task_options": dict(task_options or {}),
-                                "training": dict(training or {})}, source=f"{task}/{loss}")
+                                "loss_options": dict(loss_options or {}), "training": dict(training or {})},
+                               source=f"{task}/{loss}")
 
 
 def _check_profile(profile: str, grids: Mapping[str, Any]) -> None:
@@ -174,7 +176,7 @@ def task_available(task: str) -> tuple[bool, str]:
 BRAIN_FOLDS: dict[str, list[int]] = {"smoke": [0], "cpu": [0, 1], "gpu": [0, 1, 2, 3, 4]}
 """Folds the book's build trains per profile. The CPU build trains two of the five folds to stay within its
 time budget; ``benchmarks/bench_convergence.py`` trains all five (and again with twice the steps) once and
-stores the result in ``data/results/``, which the Brain-tumour chapter shows beside the live runs."""
+stores the result with the package (:data:`STORED_CONVERGENCE`), which the Brain-tumour chapter shows beside the live runs."""
 
 
 def brain_tumour(profile: str, seed: int = 0, device: str = "auto", task: str | None = None,
@@ -277,9 +279,8 @@ def lidc(profile: str, seed: int = 0, device: str = "auto", sensitivity: bool = 
             for fold in grid["folds"] for loss in grid["losses"]]
     if sensitivity:
         extra = LIDC_SENSITIVITY
-        config = RunConfig.from_dict({"task": "LIDC", "loss": extra["loss"], "fold": grid["folds"][0], "seed": seed,
-                                      "profile": profile, "device": device, "task_options": options,
-                                      "loss_options": extra["loss_options"]}, source="LIDC sensitivity")
+        config = _config("LIDC", extra["loss"], grid["folds"][0], seed, profile, device, options,
+                         loss_options=extra["loss_options"])
         runs.append(PlannedRun(config, extra["setting"]))
     return Experiment("lidc", profile, tuple(runs))
 
