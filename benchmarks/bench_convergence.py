@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from volbias.analysis import experiments, tables
+from volbias.analysis import book_runs, tables
 from volbias.training.checkpoint import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = experiments.STORED_CONVERGENCE
+RESULTS = book_runs.STORED_CONVERGENCE
 BUDGETS = (1.0, 2.0)
 
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     frames = []
     for budget in BUDGETS:
-        experiment = experiments.brain_tumour("cpu", seed=args.seed, folds=range(5), budget=budget)
-        cases = experiments.run_experiment(experiment, args.runs_dir, workers=args.workers)
+        experiment = book_runs.brain_tumour("cpu", seed=args.seed, folds=range(5), budget=budget)
+        cases = book_runs.run_experiment(experiment, args.runs_dir, workers=args.workers)
         frames.append(cases.assign(budget=budget))
     cases = pd.concat(frames, ignore_index=True)
 

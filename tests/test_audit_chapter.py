@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_audit_numbers import MARGIN, MIN_PROB, _ece, _region
 
-from volbias.analysis import experiments
+from volbias.analysis import book_runs
 from volbias.data import load_task
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def audit(book, monkeypatch: pytest.MonkeyPatch):
 
 def _runs(result) -> pd.DataFrame:
     """One row per case of the smoke brain-tumour runs the chapter trained, with the run's directory."""
-    experiment = experiments.brain_tumour("smoke", seed=0, folds=[0])
+    experiment = book_runs.brain_tumour("smoke", seed=0, folds=[0])
     tables = []
     for run in experiment.runs:
         run_dir = run.directory(experiment.directory(result.runs_dir))
@@ -38,7 +38,7 @@ def _runs(result) -> pd.DataFrame:
 
 def _maps(result, loss: str) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """(case id, map, reference, voxel ml) of every validation case of the runs of ``loss``."""
-    experiment = experiments.brain_tumour("smoke", seed=0, folds=[0])
+    experiment = book_runs.brain_tumour("smoke", seed=0, folds=[0])
     data = {c.id: c for c in load_task("BR18-sample", **experiment.runs[0].config.resolved_task_options())}
     runs = _runs(result)
     out = []
@@ -52,7 +52,7 @@ def _maps(result, loss: str) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
 
 
 def test_every_case_of_the_validation_fold_is_audited(audit) -> None:
-    experiment = experiments.brain_tumour("smoke", seed=0, folds=[0])
+    experiment = book_runs.brain_tumour("smoke", seed=0, folds=[0])
     data = load_task("BR18-sample", **experiment.runs[0].config.resolved_task_options())
     for loss in ("ce", "sd"):
         assert sorted(case_id for case_id, *_ in _maps(audit, loss)) == sorted(data.folds[0])
@@ -112,7 +112,7 @@ def test_convergence_of_the_runs_and_the_binary_note(audit) -> None:
 
 
 def test_nifti_export_keeps_maps_labels_and_spacing(audit) -> None:
-    experiment = experiments.brain_tumour("smoke", seed=0, folds=[0])
+    experiment = book_runs.brain_tumour("smoke", seed=0, folds=[0])
     data = {c.id: c for c in load_task("BR18-sample", **experiment.runs[0].config.resolved_task_options())}
     nifti = audit.runs_dir / "audit" / "smoke" / "nifti"
     for loss in ("ce", "sd"):

@@ -20,7 +20,7 @@ import yaml
 
 from book_runner import StepResult
 from reference_ece import ece_by_hand
-from volbias.analysis import experiments
+from volbias.analysis import book_runs
 from volbias.data import load_task
 from volbias.training import RunConfig
 
@@ -86,7 +86,7 @@ def pooled_maps(result: StepResult, prefix: str, loss: str, target: str = "label
 
 def stored_cpu_runs() -> int:
     """Runs of the stored five-fold CPU grid that the Results chapter reads by default (budget 1 only)."""
-    grid = experiments.stored_convergence_grid()
+    grid = book_runs.stored_convergence_grid()
     return grid[grid.budget == 1.0].groupby(["loss", "fold", "seed"]).ngroups
 
 
@@ -94,7 +94,7 @@ def test_results_chapter_alone_trains_and_counts_its_fallback_sweep(book) -> Non
     alone = book.step("results_alone")
     assert alone.value("results_fallback") is True
     assert alone.value("results_n_sources") == 2  # its own fallback runs and the stored CPU grid
-    planned = experiments.results_fallback("smoke").runs
+    planned = book_runs.results_fallback("smoke").runs
     assert len(alone.done) == len(planned)
     assert alone.value("results_n_runs") == len(planned) + stored_cpu_runs()
 
@@ -117,10 +117,10 @@ def test_results_chapter_counts_book_runs_and_stored_sets(book) -> None:
 
 def test_controlled_uncertainty_glue_matches_runs(book) -> None:
     cu = book.step("controlled_uncertainty")
-    planned = experiments.controlled_uncertainty("smoke").runs
+    planned = book_runs.controlled_uncertainty("smoke").runs
     # the results chapter's fallback runs were reused: every planned run exists exactly once
     assert cu.value("cu_n_runs") == len(planned) == len(cu.runs_under("controlled_uncertainty"))
-    settings = experiments.synthetic_settings("smoke")
+    settings = book_runs.synthetic_settings("smoke")
     sweep = settings[settings.sweep == "uncertainty"]
     for noise, tag in (("independent", ""), ("shift", "_shift")):
         rows = sweep[sweep.noise == noise]

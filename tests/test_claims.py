@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from volbias.analysis import claims, phantom_theory, tables
-from volbias.analysis.experiments import synthetic_options
+from volbias.analysis.book_runs import synthetic_options
 from volbias.data import make_phantoms
 from volbias.theory import dice_optimal_mask
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from volbias.analysis import experiments
+from volbias.analysis import book_runs
 from volbias.data import load_task
 from volbias.training import RunConfig
 
@@ -71,7 +71,7 @@ def test_figures_render(book, step: str) -> None:
 
 def test_stored_cpu_runs_are_their_own_group(results) -> None:
     """The stored five-fold BR18-sample CPU runs (budget 1.0) enter as a labelled group of their own."""
-    stored = pd.read_csv(experiments.STORED_CONVERGENCE / "cases.csv", dtype={"case_id": str})
+    stored = pd.read_csv(book_runs.STORED_CONVERGENCE / "cases.csv", dtype={"case_id": str})
     stored = stored[stored.budget == 1.0]
     table = pd.read_json(io.StringIO(results.value("results_claims_table")), orient="records")
     rows = table[table.group == "stored CPU runs, 5 folds: BR18-sample"]

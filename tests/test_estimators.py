@@ -298,8 +298,8 @@ def _same_but_loss(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
-    from volbias.analysis.experiments import controlled_uncertainty, lidc
-    from volbias.estimators.experiment import SOFT_CONTROLS, WHICH_VOLUME_GRIDS, which_volume_experiments
+    from volbias.analysis.book_runs import controlled_uncertainty, lidc
+    from volbias.estimators.runs import SOFT_CONTROLS, WHICH_VOLUME_GRIDS, which_volume_experiments
 
     experiments = which_volume_experiments(profile, seed=0)
     others = {e.name: {(r.config.to_yaml(), r.setting) for r in e.runs}
@@ -334,7 +334,7 @@ def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
 
 
 def test_which_volume_unknown_profile_raises() -> None:
-    from volbias.estimators.experiment import which_volume_experiments
+    from volbias.estimators.runs import which_volume_experiments
 
     with pytest.raises(ValueError, match="profile"):
         which_volume_experiments("laptop")

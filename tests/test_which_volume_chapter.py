@@ -12,7 +12,7 @@ import pytest
 from scipy.special import log_expit
 
 from volbias.data import load_task
-from volbias.estimators.experiment import which_volume_experiments
+from volbias.estimators.runs import which_volume_experiments
 
 from reference_ece import ece_by_hand
 

@@ -4,7 +4,7 @@
 - :mod:`volbias.estimators.temperature`: one-parameter temperature scaling fitted by NLL;
 - :mod:`volbias.estimators.recalibration`: linear volume re-calibration ``V_true ~ a + b V_pred``;
 - :mod:`volbias.estimators.compare`: all estimators on held-out runs, fits on the training folds;
-- :mod:`volbias.estimators.experiment`: the runs of the chapter "Which volume to trust";
+- :mod:`volbias.estimators.runs`: the runs of the chapter "Which volume to trust";
 - :mod:`volbias.estimators.plots`: its figures.
 """
 

@@ -41,7 +41,7 @@ import nbformat
 import pandas as pd
 import yaml
 
-from ..analysis.experiments import default_runs_dir
+from ..analysis.book_runs import default_runs_dir
 from ..analysis.tables import load_runs
 from ..bookbuild import ChapterError, check_executed, read_glued, toc_chapters
 from .citation import CitationError

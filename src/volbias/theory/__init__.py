@@ -4,7 +4,7 @@ numpy in, numpy out.  Modules: :mod:`.optima` (expected volume, CE and soft Dice
 :mod:`.poisson_binomial` and :mod:`.expected_dice` (hard Dice with independent labels),
 :mod:`.core_rim` (closed forms), :mod:`.boundary_shift` (correlated labels), :mod:`.phantoms`
 (blurred disks/spheres), :mod:`.bias_curves` (bias against ``sigma / R``) and
-:mod:`.experiments` (gradient descent on free logits).
+:mod:`.logit_descent` (gradient descent on free logits).
 """
 
 from volbias.theory.bias_curves import VOLUME_COLUMNS, bias_curve
@@ -23,7 +23,7 @@ from volbias.theory.core_rim import (
     q_crit,
 )
 from volbias.theory.expected_dice import dice_optimal_mask, expected_dice, expected_dice_topk
-from volbias.theory.experiments import FreeLogitResult, optimise_free_logits
+from volbias.theory.logit_descent import FreeLogitResult, optimise_free_logits
 from volbias.theory.optima import (
     cross_entropy_optimum,
     expected_volume,

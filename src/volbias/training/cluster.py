@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .grid import Cell, one_line
-from .launchers import CellJob, CellOutcome, GridProgress, LaunchError
+from .cell_jobs import CellJob, CellOutcome, GridProgress, LaunchError
 
 SUBMITIT_DIR = ".submitit"
 JOB_NAME = "volbias-grid"

@@ -30,7 +30,7 @@ import yaml
 
 from .checkpoint import atomic_path, write_text_atomic
 from .grid import ERROR_FILE, Cell, read_error, read_grid
-from .launchers import LAUNCH_INFO
+from .cell_jobs import LAUNCH_INFO
 from .run import DONE
 
 RESULTS_FILE = "results.csv"

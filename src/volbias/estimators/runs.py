@@ -5,7 +5,7 @@ grid (independent voxel labels), and the LIDC nodules (measured inter-rater unce
 with CE, SD and the later losses of :mod:`volbias.losses.later` on the profile's folds, and CE and SD once
 more on the soft targets (the marginals) as controls for DML, which is trained on them.  A run whose
 configuration equals a run planned by another chapter's experiment
-(:func:`volbias.analysis.experiments.controlled_uncertainty`, :func:`volbias.analysis.experiments.lidc`)
+(:func:`volbias.analysis.book_runs.controlled_uncertainty`, :func:`volbias.analysis.book_runs.lidc`)
 lives in that experiment's directory, so the two chapters share it; all other runs live under the
 ``which_volume`` experiment.
 """
@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from volbias.analysis.experiments import (
+from volbias.analysis.book_runs import (
     Experiment,
     PlannedRun,
     controlled_uncertainty,

@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from volbias.analysis import claims, experiments, phantom_theory
+from volbias.analysis import claims, book_runs, phantom_theory
 from volbias.data import make_phantoms
 from volbias.theory.boundary_shift import shift_dice_optimal_mask
 from volbias.theory.expected_dice import expected_dice
 
 
 def test_synthetic_settings_follow_the_grid() -> None:
-    for profile, grid in experiments.SYNTHETIC_GRIDS.items():
-        settings = experiments.synthetic_settings(profile)
+    for profile, grid in book_runs.SYNTHETIC_GRIDS.items():
+        settings = book_runs.synthetic_settings(profile)
         sweep = settings[settings.sweep == "uncertainty"]
         assert len(sweep) == len(grid["noise"]) * len(grid["relative_sigma"])
         np.testing.assert_allclose(sweep.sigma / sweep.radius, sweep.relative_sigma, atol=1e-4)
@@ -27,41 +26,41 @@ def test_synthetic_settings_follow_the_grid() -> None:
         for options in settings.task_options:  # every phantom fits its image (the loader's own check)
             make_phantoms(**{**{k: v for k, v in options.items() if k != "n_test"}, "n_cases": 1})
     with pytest.raises(ValueError, match="profile='laptop'"):
-        experiments.synthetic_settings("laptop")
+        book_runs.synthetic_settings("laptop")
 
 
 def test_experiments_plan_distinct_directories() -> None:
     for profile in ("smoke", "cpu", "gpu"):
-        for experiment in (experiments.controlled_uncertainty(profile), experiments.lidc(profile),
-                           experiments.brain_tumour(profile), experiments.stroke(profile)):
+        for experiment in (book_runs.controlled_uncertainty(profile), book_runs.lidc(profile),
+                           book_runs.brain_tumour(profile), book_runs.stroke(profile)):
             dirs = [run.directory(Path("/r")) for run in experiment.runs]
             assert len(set(dirs)) == len(dirs), (profile, experiment.name)
             assert all(run.config.profile == profile for run in experiment.runs)
-    assert {r.config.task for r in experiments.brain_tumour("gpu").runs} == {"BR18"}
-    assert {r.config.task for r in experiments.brain_tumour("cpu").runs} == {"BR18-sample"}
-    fallback = experiments.results_fallback("cpu")
+    assert {r.config.task for r in book_runs.brain_tumour("gpu").runs} == {"BR18"}
+    assert {r.config.task for r in book_runs.brain_tumour("cpu").runs} == {"BR18-sample"}
+    fallback = book_runs.results_fallback("cpu")
     rel = {round(r.config.task_options["sigma"] / r.config.task_options["radius"], 3) for r in fallback.runs}
-    seeds = experiments.SYNTHETIC_GRIDS["cpu"]["seeds"]
+    seeds = book_runs.SYNTHETIC_GRIDS["cpu"]["seeds"]
     assert rel == {0.1, 0.9} and len(fallback.runs) == 2 * 2 * len(seeds)  # two settings x CE, SD x seeds
     assert {r.config.seed for r in fallback.runs} == set(seeds)
     assert all(r.config.task_options["seed"] == r.config.seed for r in fallback.runs)
     with pytest.raises(ValueError, match="not stroke tasks"):
-        experiments.stroke("cpu", tasks=("BR18",))
+        book_runs.stroke("cpu", tasks=("BR18",))
 
 
 def test_isles_tasks_and_runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "ISLES2018_Training").mkdir()
-    assert experiments.isles_tasks(tmp_path) == ["IS18"]
-    monkeypatch.delenv(experiments.ISLES_ENV, raising=False)
-    assert experiments.isles_tasks(None) == []
-    monkeypatch.setenv(experiments.ISLES_ENV, str(tmp_path))
-    assert experiments.isles_tasks(None) == ["IS18"]
-    monkeypatch.setenv(experiments.RUNS_ENV, str(tmp_path / "runs"))
-    assert experiments.default_runs_dir() == tmp_path / "runs"
+    assert book_runs.isles_tasks(tmp_path) == ["IS18"]
+    monkeypatch.delenv(book_runs.ISLES_ENV, raising=False)
+    assert book_runs.isles_tasks(None) == []
+    monkeypatch.setenv(book_runs.ISLES_ENV, str(tmp_path))
+    assert book_runs.isles_tasks(None) == ["IS18"]
+    monkeypatch.setenv(book_runs.RUNS_ENV, str(tmp_path / "runs"))
+    assert book_runs.default_runs_dir() == tmp_path / "runs"
 
 
 def test_run_experiment_trains_missing_runs_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from volbias.training import RunResult, launchers
+    from volbias.training import RunResult, cell_jobs
 
     trained = []
 
@@ -77,17 +76,17 @@ def test_run_experiment_trains_missing_runs_only(tmp_path: Path, monkeypatch: py
         trained.append(config.loss)
         return RunResult(out_dir, config, trained=False)
 
-    monkeypatch.setattr(launchers, "run", fake_run)  # the debug launcher trains in this process
-    experiment = experiments.controlled_uncertainty("smoke")
-    cases = experiments.run_experiment(experiment, tmp_path, progress=False, launcher="debug")
+    monkeypatch.setattr(cell_jobs, "run", fake_run)  # the debug launcher trains in this process
+    experiment = book_runs.controlled_uncertainty("smoke")
+    cases = book_runs.run_experiment(experiment, tmp_path, progress=False, launcher="debug")
     assert len(trained) == len(experiment.runs) == len(cases)
-    assert set(cases.setting_name) == set(experiments.synthetic_settings("smoke").setting)
-    experiments.run_experiment(experiment, tmp_path, progress=False, launcher="debug")
+    assert set(cases.setting_name) == set(book_runs.synthetic_settings("smoke").setting)
+    book_runs.run_experiment(experiment, tmp_path, progress=False, launcher="debug")
     assert len(trained) == len(experiment.runs)  # finished runs are reused
-    again = experiments.runs_of(tmp_path, ["controlled_uncertainty", "lidc"], "smoke")
+    again = book_runs.runs_of(tmp_path, ["controlled_uncertainty", "lidc"], "smoke")
     assert len(again) == len(cases)
     with pytest.raises(FileNotFoundError, match="no finished runs"):
-        experiments.experiment_cases(experiments.lidc("smoke"), tmp_path)
+        book_runs.experiment_cases(book_runs.lidc("smoke"), tmp_path)
 
 
 def test_claim_groups() -> None:
