@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -19,27 +20,33 @@ def _config(loss: str, fold: int) -> dict:
             "task_options": {"dims": 2}, "loss_options": {}, "training": {}}
 
 
-def _cases(loss: str, fold: int, dice: list[float], converged: list[object] | None, reason: str = "") -> pd.DataFrame:
+def _cases(loss: str, fold: int, dice: list[float]) -> pd.DataFrame:
     rows = [{"task": "synthetic", "loss": loss, "fold": fold, "seed": 0, "case_id": f"c{i}", "dice": d,
              "true_volume": 10.0 + i, "expected_volume": 11.0 + i, "pred_volume_soft": 12.0 + i,
              "pred_volume_hard": 13.0 + i, "voxel_volume_ml": 1.0} for i, d in enumerate(dice)]
-    frame = pd.DataFrame(rows)
-    if converged is not None:
-        frame["converged"] = converged
-        frame["convergence"] = reason
-    return frame
+    return pd.DataFrame(rows)
+
+
+def _log(seconds: tuple[float, ...], settled: bool = True, null_columns: bool = True) -> pd.DataFrame:
+    """A train log: a settled loss far below the null model's (converged) or one still falling."""
+    n = len(seconds)
+    losses = np.full(n, 0.2) if settled else np.linspace(0.5, 0.2, n)
+    log = pd.DataFrame({"epoch": range(1, n + 1), "stage": 0, "loss": "ce", "train_loss": losses,
+                        "train_dice": 0.8, "soft_volume_ratio": 1.0, "null_loss": 0.5, "null_dice": 0.0,
+                        "lr": [1e-3 if e < n // 2 else 1e-4 if e < 3 * n // 4 else 1e-5 for e in range(n)],
+                        "seconds": seconds})
+    return log if null_columns else log.drop(columns=["null_loss", "null_dice"])
 
 
 def _run_dir(root: Path, loss: str, fold: int, cases: pd.DataFrame | None = None, done: bool = True,
-             seconds: tuple[float, ...] = (), eval_seconds: float = 0.0, launch: dict | None = None) -> Path:
+             log: pd.DataFrame | None = None, eval_seconds: float = 0.0, launch: dict | None = None) -> Path:
     out = root / "synthetic" / loss / f"fold{fold}-seed0"
     (out / "checkpoints").mkdir(parents=True)
     (out / "config.yaml").write_text(yaml.safe_dump(_config(loss, fold)))
     (out / "checkpoints" / "last.pt").write_bytes(b"")
     if cases is not None:
         cases.to_csv(out / "cases.csv", index=False)
-        pd.DataFrame({"epoch": range(1, len(seconds) + 1), "seconds": seconds}).to_csv(out / "train_log.csv",
-                                                                                       index=False)
+        (log if log is not None else _log(())).to_csv(out / "train_log.csv", index=False)
         (out / "summary.json").write_text(json.dumps({"device": "cpu", "eval_seconds": eval_seconds}))
     if launch is not None:
         (out / "launch.json").write_text(json.dumps(launch))
@@ -50,16 +57,17 @@ def _run_dir(root: Path, loss: str, fold: int, cases: pd.DataFrame | None = None
 
 @pytest.fixture
 def grid(tmp_path: Path) -> Path:
-    """A grid with runs in every state: converged, unconverged, unknown, failed, interrupted, never started."""
+    """A grid with runs in every state: converged, unconverged (still falling; a log of an older version),
+    failed, interrupted, never started."""
     root = tmp_path / "grid"
-    _run_dir(root, "ce", 0, _cases("ce", 0, [0.8, 0.6], [True, True]), seconds=(1.5, 2.5), eval_seconds=0.25,
+    _run_dir(root, "ce", 0, _cases("ce", 0, [0.8, 0.6]), log=_log((0.25,) * 16), eval_seconds=0.25,
              launch={"code_version": "9.9.9", "commit": "abc1234", "device": "cuda:0", "device_name": "Test GPU"})
-    _run_dir(root, "sd", 0, _cases("sd", 0, [0.9, 0.7], ["False", "False"], "loss still falling"), seconds=(1.0,))
-    _run_dir(root, "ce", 1, _cases("ce", 1, [0.5], None), seconds=(2.0,), eval_seconds=1.0)
+    _run_dir(root, "sd", 0, _cases("sd", 0, [0.9, 0.7]), log=_log((0.0625,) * 16, settled=False))
+    _run_dir(root, "ce", 1, _cases("ce", 1, [0.5]), log=_log((0.125,) * 16, null_columns=False), eval_seconds=1.0)
     failed = _run_dir(root, "sd", 1, done=False)
     (failed / "ERROR").write_text("ValueError: boom\n")
     _run_dir(root, "ce", 2, done=False)  # interrupted: a checkpoint, no DONE, no ERROR
-    _run_dir(root, "ce", 3, _cases("ce", 3, [0.5], None).drop(columns=["dice"]))  # unreadable cases.csv
+    _run_dir(root, "ce", 3, _cases("ce", 3, [0.5]).drop(columns=["dice"]))  # unreadable cases.csv
     hidden = root / ".submitit" / "x"
     hidden.mkdir(parents=True)
     (hidden / "config.yaml").write_text("not a run\n")
@@ -76,7 +84,7 @@ def test_collect_merges_complete_runs_and_lists_the_others(grid: Path) -> None:
                       "synthetic/ce/fold2-seed0": "incomplete", "synthetic/sd/fold2-seed0": "missing",
                       "synthetic/ce/fold3-seed0": "failed"}
     assert {r.name for r in collection.missing} == {"synthetic/ce/fold2-seed0", "synthetic/sd/fold2-seed0"}
-    assert [r.name for r in collection.unconverged] == ["synthetic/sd/fold0-seed0"]
+    assert [r.name for r in collection.unconverged] == ["synthetic/ce/fold1-seed0", "synthetic/sd/fold0-seed0"]
     errors = {r.name: r.error for r in collection.failed}
     assert errors["synthetic/sd/fold1-seed0"] == "ValueError: boom"
     assert "missing columns ['dice']" in errors["synthetic/ce/fold3-seed0"]
@@ -93,7 +101,8 @@ def test_collect_merges_complete_runs_and_lists_the_others(grid: Path) -> None:
                                      "synthetic/ce/fold1-seed0"}
     by_run = results.groupby("run_name")
     assert by_run.setting_name.first().dropna().to_dict() == {"synthetic/ce/fold0-seed0": "low"}  # grid.json labels
-    assert by_run.converged.apply(lambda s: s.isna().all())["synthetic/ce/fold1-seed0"]  # no column: unknown
+    assert by_run.converged.first().to_dict() == {"synthetic/ce/fold0-seed0": True,  # from the train logs
+                                                  "synthetic/sd/fold0-seed0": False, "synthetic/ce/fold1-seed0": False}
     assert not list(grid.glob(".*.tmp"))
 
 
@@ -102,14 +111,15 @@ def test_manifest_records_each_run(grid: Path) -> None:
     manifest = json.loads((grid / "manifest.json").read_text())
     runs = {run["name"]: run for run in manifest["runs"]}
     assert manifest["counts"] == {"complete": 3, "failed": 2, "incomplete": 1, "missing": 1}
-    assert manifest["unconverged"] == ["synthetic/sd/fold0-seed0"]
+    assert manifest["unconverged"] == ["synthetic/ce/fold1-seed0", "synthetic/sd/fold0-seed0"]
     assert sorted(manifest["failed"]) == ["synthetic/ce/fold3-seed0", "synthetic/sd/fold1-seed0"]
     first = runs["synthetic/ce/fold0-seed0"]
-    assert first["run_seconds"] == pytest.approx(1.5 + 2.5 + 0.25)
+    assert first["run_seconds"] == pytest.approx(16 * 0.25 + 0.25)
     assert (first["code_version"], first["commit"], first["device_name"]) == ("9.9.9", "abc1234", "Test GPU")
-    assert first["converged"] is True and runs["synthetic/ce/fold1-seed0"]["converged"] is None
-    assert runs["synthetic/sd/fold0-seed0"]["convergence"] == "loss still falling"
-    assert runs["synthetic/ce/fold1-seed0"]["run_seconds"] == pytest.approx(3.0)
+    assert first["converged"] is True and runs["synthetic/ce/fold1-seed0"]["converged"] is False
+    assert "before the last decay" in runs["synthetic/sd/fold0-seed0"]["convergence"]
+    assert "lacks null_loss" in runs["synthetic/ce/fold1-seed0"]["convergence"]
+    assert runs["synthetic/ce/fold1-seed0"]["run_seconds"] == pytest.approx(16 * 0.125 + 1.0)
     assert runs["synthetic/ce/fold1-seed0"]["device"] == "cpu"  # from summary.json when launch.json is absent
     hashes = {name: run["config_hash"] for name, run in runs.items()}
     assert len(set(hashes.values())) == len(hashes)  # every run has another config
@@ -130,11 +140,10 @@ def test_collect_command(grid: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["collect", str(grid)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{grid / 'results.csv'}: 5 cases from 3 of 7 runs"
-    assert "convergence unknown for 1 runs (no 'converged' column in their cases.csv)" in out
     assert "missing: synthetic/ce/fold2-seed0 (started, not finished)" in out
     assert "missing: synthetic/sd/fold2-seed0 (not started)" in out
     assert "failed: synthetic/sd/fold1-seed0: ValueError: boom" in out
-    assert "unconverged: synthetic/sd/fold0-seed0 (loss still falling)" in out
+    assert any(line.startswith("unconverged: synthetic/sd/fold0-seed0 (not converged: ") for line in out)
     assert main(["collect", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"volbias: error: {tmp_path / 'absent'}: no such runs directory"

@@ -1,101 +1,160 @@
-"""The convergence rule on synthetic training curves, and its records in a real run."""
+"""The convergence rule (volbias.training.convergence) on hand-made train logs, and what a run records for it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from volbias.training.convergence import CE_VOLUME_RATIO, LOSS_TOLERANCE, assess, relative_change
+from volbias.training.convergence import (
+    LOSS_TOLERANCE,
+    MIN_TREND_EPOCHS,
+    NULL_DICE_MARGIN,
+    NULL_LOSS_MARGIN,
+    assess,
+    relative_trend,
+    trend_stretch,
+)
+from volbias.training.schedules import step_decay_factor
+
+PRIOR = 0.05
+PRIOR_ENTROPY = -(PRIOR * np.log(PRIOR) + (1 - PRIOR) * np.log(1 - PRIOR))
 
 
-def _log(losses: np.ndarray, ratios: np.ndarray | None = None, stages: np.ndarray | None = None) -> pd.DataFrame:
+def step_lr(epochs: int, steps_per_epoch: int = 10, lr: float = 3e-3) -> np.ndarray:
+    """The learning rate at each epoch's first step under the authors' step decay."""
+    total = epochs * steps_per_epoch
+    return np.array([lr * step_decay_factor(e * steps_per_epoch, total) for e in range(epochs)])
+
+
+def make_log(losses: np.ndarray, *, null_loss: float = 0.5, dice: float = 0.8, null_dice: float = 0.0,
+             ratio: float = 1.0, lr: np.ndarray | None = None) -> pd.DataFrame:
     n = len(losses)
-    return pd.DataFrame({
-        "epoch": np.arange(1, n + 1), "stage": np.zeros(n, int) if stages is None else stages,
-        "train_loss": losses, "soft_volume_ratio": np.ones(n) if ratios is None else ratios,
-    })
+    return pd.DataFrame({"epoch": np.arange(1, n + 1), "stage": 0, "loss": "ce", "train_loss": losses,
+                         "train_dice": np.full(n, dice), "soft_volume_ratio": np.full(n, ratio),
+                         "null_loss": np.full(n, null_loss), "null_dice": np.full(n, null_dice),
+                         "lr": step_lr(n) if lr is None else lr, "seconds": 1.0})
 
 
-def test_relative_change_compares_the_means_of_the_two_halves() -> None:
-    values = np.array([2.0, 1.9, 1.8, 1.7, 1.6])  # halves (2.0, 1.9) and (1.7, 1.6); the middle 1.8 is left out
-    assert relative_change(values) == pytest.approx((1.65 - 1.95) / 1.8)
-    assert relative_change(np.array([1.0, 3.0])) == pytest.approx(1.0)
+def settled(n: int = 70, level: float = 0.2, noise: float = 0.002, seed: int = 0) -> np.ndarray:
+    """A loss that falls quickly, then stays at ``level`` (with a little noise)."""
+    epochs = np.arange(n)
+    rng = np.random.default_rng(seed)
+    return level + 0.3 * np.exp(-epochs / 4.0) + noise * rng.standard_normal(n)
 
 
-def test_a_flat_noisy_curve_is_converged() -> None:
-    rng = np.random.default_rng(0)  # 5 % epoch-to-epoch noise, as sampled annotations give
-    losses = np.concatenate([np.linspace(1.0, 0.2, 60), 0.2 * (1 + 0.05 * rng.standard_normal(40))])
-    verdict = assess(_log(losses), "sd")
-    assert verdict.converged, verdict.reason
-    assert verdict.window == 20  # the last fifth of 100 epochs
-    assert abs(verdict.loss_change) < LOSS_TOLERANCE
-
-
-def test_a_still_falling_curve_is_not_converged() -> None:
-    losses = np.exp(-np.linspace(0.0, 2.0, 100))  # still falls ~ 2 % per epoch at the end
-    verdict = assess(_log(losses), "sd")
-    assert not verdict.converged
-    tail = losses[-20:]
-    assert verdict.loss_change == pytest.approx((tail[10:].mean() - tail[:10].mean()) / tail.mean())
-    assert verdict.loss_change < -LOSS_TOLERANCE and "changed" in verdict.reason
-
-
-@pytest.mark.parametrize("ratio, expected", [(1.0, True), (1.3, False), (0.8, False)])
-def test_ce_needs_a_calibrated_training_volume(ratio: float, expected: bool) -> None:
-    losses = np.full(50, 0.1)
-    verdict = assess(_log(losses, ratios=np.full(50, ratio)), "ce")
-    assert verdict.converged is expected
-    assert verdict.volume_ratio == pytest.approx(ratio)
-    assert (CE_VOLUME_RATIO[0] <= ratio <= CE_VOLUME_RATIO[1]) is expected
-    # the same curve trained with soft Dice ignores the ratio: SD's optimum is not calibrated
-    assert assess(_log(losses, ratios=np.full(50, ratio)), "sd").converged
-
-
-def test_two_stage_runs_are_judged_on_their_final_stage() -> None:
-    first = np.linspace(1.0, 0.5, 50)  # CE stage, still falling when the SD stage starts
-    second = np.full(50, 0.3)
-    log = _log(np.concatenate([first, second]), stages=np.repeat([0, 1], 50))
-    verdict = assess(log, "sd")
-    assert verdict.converged and verdict.window == 10
-
-
-def test_too_few_epochs_are_not_converged() -> None:
-    assert not assess(_log(np.array([0.5, 0.4])), "sd").converged
-    assert not assess(_log(np.array([])), "sd").converged
-
-
-def test_a_change_within_the_noise_counts_as_settled_up_to_twice_the_tolerance() -> None:
+def test_a_network_stuck_at_the_prior_is_not_converged_even_with_a_perfect_soft_volume() -> None:
+    """CE at the prior's entropy: a flat loss and a training soft-volume ratio of 1.00 from the start."""
     rng = np.random.default_rng(1)
-    flat = 1.0 + 0.15 * rng.standard_normal(10)  # very noisy epochs around a flat mean
-    verdict = assess(_log(flat), "sd")
-    first, second = flat[:5], flat[5:]
-    error = np.sqrt(first.var(ddof=1) / 5 + second.var(ddof=1) / 5) / flat.mean()
-    assert verdict.change_error == pytest.approx(error)
-    expected = abs(verdict.loss_change) < LOSS_TOLERANCE or (
-        abs(verdict.loss_change) < 2 * LOSS_TOLERANCE and abs(verdict.loss_change) < 2 * error)
-    assert verdict.converged is expected
-    # a clean drop of 8 %: above the tolerance and far outside its tiny noise
-    drop = np.r_[np.full(5, 1.0), np.full(5, 0.92)] * (1 + 1e-4 * rng.standard_normal(10))
-    assert not assess(_log(drop), "sd").converged
-    # the same drop hidden in noise of 10 % per epoch is within the noise
-    noisy = np.r_[np.full(5, 1.0), np.full(5, 0.92)] + 0.1 * np.array([1, -1, 1, -1, 0, 0, 1, -1, 1, -1])
-    assert assess(_log(noisy), "sd").converged
-    # a 12 % drop is too large whatever the noise
-    big = np.r_[np.full(5, 1.0), np.full(5, 0.88)] + 0.2 * np.array([1, -1, 1, -1, 0, 0, 1, -1, 1, -1])
-    assert not assess(_log(big), "sd").converged
+    losses = PRIOR_ENTROPY * (1 + 0.001 * rng.standard_normal(70))
+    verdict = assess(make_log(losses, null_loss=PRIOR_ENTROPY, dice=0.0, null_dice=0.0, ratio=1.0), "ce")
+    assert not verdict.converged
+    assert verdict.loss_to_null == pytest.approx(1.0, abs=0.01)
+    assert "null model" in verdict.reason
+    assert abs(verdict.loss_change) < LOSS_TOLERANCE  # the trend alone would have passed it
 
 
-def test_a_run_records_its_training_dice_and_soft_volume_ratio(tmp_path) -> None:
+def test_a_log_that_learned_and_settled_is_converged() -> None:
+    verdict = assess(make_log(settled(), null_loss=0.5, dice=0.8, null_dice=0.0), "sd")
+    assert verdict.converged, verdict.reason
+    assert verdict.loss_to_null < 1 - NULL_LOSS_MARGIN and verdict.dice_over_null >= NULL_DICE_MARGIN
+
+
+def test_the_null_margins_are_applied_as_stated() -> None:
+    losses = np.full(70, 0.5 * (1 - NULL_LOSS_MARGIN))
+    assert assess(make_log(losses * 0.999, null_loss=0.5), "ce").converged
+    assert not assess(make_log(losses * 1.001, null_loss=0.5), "ce").converged
+    assert assess(make_log(settled(), dice=0.2 + NULL_DICE_MARGIN + 1e-6, null_dice=0.2), "ce").converged
+    dull = assess(make_log(settled(), dice=0.2 + NULL_DICE_MARGIN - 1e-6, null_dice=0.2), "ce")
+    assert not dull.converged and "Dice" in dull.reason
+
+
+def test_the_trend_is_judged_before_the_last_decay_not_where_the_schedule_flattens_it() -> None:
+    """Falling by 20 % while the learning rate is lr/10, then flat at lr/100: not converged."""
+    lr = step_lr(70)
+    losses = np.full(70, 0.3)
+    stretch = trend_stretch(make_log(losses))
+    assert np.allclose(stretch["lr"], lr.max() / 10) and len(stretch) >= MIN_TREND_EPOCHS
+    falling = losses.copy()
+    falling[stretch.index] = np.linspace(0.33, 0.27, len(stretch))
+    falling[stretch.index[-1] + 1:] = 0.27
+    verdict = assess(make_log(falling), "sd")
+    assert not verdict.converged and "before the last decay" in verdict.reason
+    assert verdict.loss_change == pytest.approx(-0.06 / 0.30, rel=1e-6)
+    flat_tail = assess(make_log(np.r_[falling[:stretch.index[0]], np.full(70 - stretch.index[0], 0.27)]), "sd")
+    assert flat_tail.converged, flat_tail.reason
+
+
+def test_a_constant_learning_rate_is_judged_on_the_last_fifth() -> None:
+    log = make_log(settled(100), lr=np.full(100, 1e-3))
+    assert list(trend_stretch(log).index) == list(range(80, 100))
+
+
+@pytest.mark.parametrize("change, converged", [(0.049, True), (0.051, False), (-0.049, True), (-0.051, False)])
+def test_the_equivalence_margin_of_the_trend(change: float, converged: bool) -> None:
+    """A noiseless straight line has a zero-width interval: its change decides, on either side of +-5 %."""
+    lr = step_lr(70)
+    log = make_log(np.full(70, 0.3), lr=lr)
+    stretch = trend_stretch(log).index
+    a = 0.3
+    b = a * (2 + change) / (2 - change)  # 2 (b - a) / (a + b) = change
+    losses = np.full(70, b)
+    losses[: stretch[0]] = a
+    losses[stretch] = np.linspace(a, b, len(stretch))
+    verdict = assess(make_log(losses, lr=lr), "ce")
+    assert verdict.loss_change == pytest.approx(change, abs=1e-9)
+    assert verdict.converged is converged
+
+
+def test_a_trend_too_noisy_to_tell_is_not_converged() -> None:
+    rng = np.random.default_rng(3)
+    noisy = settled(70) + 0.05 * rng.standard_normal(70)  # 25 % noise on a loss of 0.2
+    verdict = assess(make_log(noisy), "sd")
+    low, high = verdict.change_ci
+    assert not verdict.converged and (low < -LOSS_TOLERANCE or high > LOSS_TOLERANCE)
+
+
+def test_relative_trend_matches_a_least_squares_line_by_hand() -> None:
+    rng = np.random.default_rng(5)
+    y = 2.0 - 0.01 * np.arange(12) + 0.02 * rng.standard_normal(12)
+    x = np.arange(12.0)
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    residuals = y - (y.mean() + slope * (x - x.mean()))
+    stderr = np.sqrt((residuals ** 2).sum() / 10 / ((x - x.mean()) ** 2).sum())
+    change, low, high = relative_trend(y)
+    scale = 11 / y.mean()
+    assert change == pytest.approx(slope * scale)
+    assert high - change == pytest.approx(stats.t.ppf(0.95, 10) * stderr * scale)
+    assert change - low == pytest.approx(high - change)
+
+
+def test_short_or_old_logs_are_not_converged() -> None:
+    assert not assess(make_log(np.array([0.5, 0.4, 0.3])), "sd").converged
+    assert not assess(make_log(np.array([])), "sd").converged
+    old = make_log(settled()).drop(columns=["null_loss", "null_dice"])
+    verdict = assess(old, "ce")
+    assert not verdict.converged and "null_loss" in verdict.reason
+
+
+def test_only_the_final_stage_is_judged() -> None:
+    first = make_log(np.linspace(1.0, 0.6, 35))  # still falling when CE pre-training ended
+    second = make_log(settled(35, level=0.25)).assign(stage=1, loss="sd")
+    assert assess(pd.concat([first, second], ignore_index=True), "sd").converged
+
+
+def test_a_run_records_its_training_and_null_statistics(tmp_path) -> None:
     """With a learning rate of 0 the network of the one epoch is the saved one, so the epoch's records must
-    equal a fresh prediction of the training phantoms (one label draw each, so the draw is the label)."""
+    equal a fresh prediction of the training phantoms (one label draw each, so the draw is the label), and
+    the null model's loss and Dice are those of a constant map at the training prior."""
     import torch
 
     from volbias.data import load_task
-    from volbias.models import ModelSpec, masked_probabilities
     from volbias.metrics import dice
+    from volbias.models import ModelSpec, masked_probabilities
     from volbias.training import run
     from volbias.training.checkpoint import load_checkpoint
+    from volbias.training.run_files import read_run
 
     config = {"task": "synthetic", "loss": "ce", "fold": 0, "seed": 3, "profile": "smoke", "device": "cpu",
               "task_options": {"n_raters": 1, "n_cases": 6, "size": 27},
@@ -110,11 +169,17 @@ def test_a_run_records_its_training_dice_and_soft_volume_ratio(tmp_path) -> None
     with torch.no_grad():
         probs = [masked_probabilities(model(torch.from_numpy(c.image)[None]), torch.ones(1, 1, 27, 27))[0, 0].numpy()
                  for c in train]
-    ratio = sum(p.sum() for p in probs) / sum(c.label.sum() for c in train)
+    labels = np.stack([c.label for c in train]).astype(np.float64)
+    ratio = sum(p.sum() for p in probs) / labels.sum()
     mean_dice = np.mean([dice(p > 0.5, c.label > 0.5) for p, c in zip(probs, train)])
     assert log.soft_volume_ratio.iloc[0] == pytest.approx(ratio, rel=1e-4)
     assert log.train_dice.iloc[0] == pytest.approx(mean_dice, abs=1e-6)
-    cases = result.cases()
+    prior = labels.mean()
+    null_ce = -np.mean(labels * np.log(prior) + (1 - labels) * np.log(1 - prior))
+    assert log.null_loss.iloc[0] == pytest.approx(null_ce, rel=1e-4)
+    empty_prediction_dice = np.mean([1.0 if c.label.sum() == 0 else 0.0 for c in train])  # prior < 0.5
+    assert log.null_dice.iloc[0] == pytest.approx(empty_prediction_dice)
+    cases = read_run(result.out_dir)
     expected = assess(log, "ce")
     assert not expected.converged  # one epoch is never enough
     assert (cases.converged == expected.converged).all() and (cases.convergence == expected.reason).all()

@@ -9,8 +9,9 @@ features. The IS18 variant halves the features, pools by averaging and drops ins
 2D variant uses (3,3) kernels throughout. The network returns logits; probabilities are
 ``sigmoid(logits) * mask`` (see :func:`masked_probabilities`).
 
-As in the authors' code (paper-facts, "repo"): every convolution is followed by instance normalisation
-without learned parameters and a LeakyReLU of slope 0.01 (order conv -> norm -> activation), and weights
+As in the authors' code (paper-facts, "repo"): instance normalisation without learned parameters and a
+LeakyReLU of slope 0.01 around every convolution (here in MONAI's order conv -> norm -> activation; the
+authors' code has norm -> activation -> conv, see the recipe), and weights
 are He-normal initialised (``kaiming_normal_``, fan-in, untruncated; Keras' ``he_normal`` truncates at two
 standard deviations, a difference we do not reproduce) with zero biases.
 

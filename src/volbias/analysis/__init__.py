@@ -6,7 +6,6 @@ from volbias.analysis.tables import (
     add_volume_errors,
     bootstrap_ci,
     dice_volume_table,
-    load_runs,
     paired_test,
     summarize,
     volume_bias_table,
@@ -14,6 +13,6 @@ from volbias.analysis.tables import (
 
 __all__ = [
     "CLAIMS", "PAPER_UNCERTAINTY", "ResultSet", "add_volume_errors", "bootstrap_ci", "claims_table",
-    "dice_volume_table", "load_runs", "paired_test", "read_result_sets", "summarize", "volume_bias_table",
+    "dice_volume_table", "paired_test", "read_result_sets", "summarize", "volume_bias_table",
     "write_manifest",
 ]

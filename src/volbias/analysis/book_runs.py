@@ -269,19 +269,23 @@ LIDC_SENSITIVITY: dict[str, Any] = {"loss": "sd", "setting": "LIDC, SD per batch
 so that an empty draw still pulls the prediction down through the batch's denominator."""
 
 
-def lidc(profile: str, seed: int = 0, device: str = "auto", sensitivity: bool = True) -> Experiment:
-    """LIDC nodules, one random rater per sample and epoch: CE and SD on the profile's folds, plus (``sensitivity``)
-    SD with the Dice over the batch (:data:`LIDC_SENSITIVITY`) on the first fold."""
+def lidc(profile: str, seed: int = 0, device: str = "auto", sensitivity: bool = True,
+         folds: Sequence[int] | None = None) -> Experiment:
+    """LIDC nodules, one random rater per sample and epoch: CE and SD on the profile's folds (or ``folds``), plus
+    (``sensitivity``) SD with the Dice over the batch (:data:`LIDC_SENSITIVITY`) on the first of them, or on
+    each of ``folds`` when they are given."""
     _check_profile(profile, LIDC_GRIDS)
     grid = LIDC_GRIDS[profile]
     options = {"seed": seed, **grid["task_options"]}
+    chosen = grid["folds"] if folds is None else list(folds)
     runs = [PlannedRun(_config("LIDC", loss, fold, seed, profile, device, options), "LIDC")
-            for fold in grid["folds"] for loss in grid["losses"]]
+            for fold in chosen for loss in grid["losses"]]
     if sensitivity:
         extra = LIDC_SENSITIVITY
-        config = _config("LIDC", extra["loss"], grid["folds"][0], seed, profile, device, options,
-                         loss_options=extra["loss_options"])
-        runs.append(PlannedRun(config, extra["setting"]))
+        for fold in chosen if folds is not None else chosen[:1]:
+            config = _config("LIDC", extra["loss"], fold, seed, profile, device, options,
+                             loss_options=extra["loss_options"])
+            runs.append(PlannedRun(config, extra["setting"]))
     return Experiment("lidc", profile, tuple(runs))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from volbias.analysis.tables import find_runs, load_runs
+from volbias.training.run_files import find_runs, load_runs
 
 MANIFEST = "manifest.json"
 MANIFEST_KEYS: tuple[str, ...] = ("commit", "versions", "hardware", "seed")

@@ -2,98 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
-CASE_COLUMNS: tuple[str, ...] = (
-    "task", "loss", "fold", "seed", "case_id", "dice", "true_volume", "expected_volume",
-    "pred_volume_soft", "pred_volume_hard", "voxel_volume_ml",
-)
-"""Columns every ``cases.csv`` must hold (contracts.md)."""
+from volbias.training.run_files import CASE_COLUMNS, find_runs, load_runs, read_cases, read_run  # noqa: F401  (TEMP re-export)
 
 VOLUMES: dict[str, str] = {"soft": "pred_volume_soft", "hard": "pred_volume_hard"}
 """Predicted-volume kinds: soft = sum of probabilities, hard = volume of ``prob > 0.5``."""
-
-
-def flatten_options(options: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
-    """Flatten a (possibly nested) options mapping into ``{prefix.key: value}`` columns."""
-    flat: dict[str, Any] = {}
-    for key, value in (options or {}).items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_options(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
-def setting_label(options: Mapping[str, Any] | None) -> str:
-    """A canonical, readable label of a run's task options, e.g. ``"noise=shift, sigma=2.0"``."""
-    flat = flatten_options(options, "")
-    return ", ".join(f"{key[1:]}={flat[key]}" for key in sorted(flat)) or "default"
-
-
-def read_cases(path: str | Path) -> pd.DataFrame:
-    """Read one ``cases.csv`` and check that it has the contract's columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such cases.csv")
-    frame = pd.read_csv(path, dtype={"case_id": str})
-    missing = [col for col in CASE_COLUMNS if col not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    return frame
-
-
-def read_run(run_dir: str | Path) -> pd.DataFrame:
-    """Cases of one finished run directory, with its configuration attached as columns.
-
-    Adds ``run`` (the directory name), ``run_dir``, ``profile``, ``setting`` (label of the task
-    options) and one ``task_options.<key>`` / ``loss_options.<key>`` / ``training.<key>`` column per
-    option the config sets.
-    """
-    run_dir = Path(run_dir)
-    frame = read_cases(run_dir / "cases.csv")
-    config: dict[str, Any] = {}
-    config_path = run_dir / "config.yaml"
-    if config_path.is_file():
-        config = yaml.safe_load(config_path.read_text()) or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{config_path}: expected a mapping")
-    frame["run"] = run_dir.name
-    frame["run_dir"] = str(run_dir)
-    frame["profile"] = config.get("profile", "unknown")
-    frame["setting"] = setting_label(config.get("task_options"))
-    extra = flatten_options(config.get("task_options"), "task_options")
-    extra.update(flatten_options(config.get("loss_options"), "loss_options"))
-    extra.update(flatten_options(config.get("training"), "training"))
-    for column, value in extra.items():
-        frame[column] = str(value) if isinstance(value, (list, tuple)) else value  # one cell per row
-    return frame
-
-
-def find_runs(root: str | Path) -> list[Path]:
-    """Finished run directories (holding ``cases.csv`` and a ``DONE`` marker) below ``root``, sorted."""
-    root = Path(root)
-    if not root.exists():
-        return []
-    return sorted(p.parent for p in root.rglob("cases.csv") if (p.parent / "DONE").exists())
-
-
-def load_runs(roots: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """Concatenate the cases of every finished run below one or several roots (empty frame if none)."""
-    if isinstance(roots, (str, Path)):
-        roots = [roots]
-    frames = [read_run(run) for root in roots for run in find_runs(root)]
-    if not frames:
-        return pd.DataFrame(columns=[*CASE_COLUMNS, "run", "run_dir", "profile", "setting"])
-    return pd.concat(frames, ignore_index=True)
 
 
 def add_volume_errors(cases: pd.DataFrame, reference: str = "expected_volume") -> pd.DataFrame:
@@ -234,27 +153,16 @@ def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def volume_unit(cases: pd.DataFrame) -> str:
-    """The unit of a cases table's volumes: ``"ml"``, else ``"pixels"`` (2D tasks) or ``"voxels"`` (counts).
-
-    Read from the ``volume_unit`` column (written by the training code); tables without it fall back to
-    the task registry (tasks without a physical grid count pixels or voxels). Mixed units are an error.
-    """
-    from volbias.data.registry import get_spec
-
+    """The unit of a cases table's volumes (``"ml"``, ``"pixels"`` or ``"voxels"``), read as the training code
+    wrote it (column ``volume_unit``, :attr:`volbias.data.case.Case.volume_unit`). Mixed units are an error."""
     if cases.empty:
         raise ValueError("no cases: the volume unit is undefined")
-    if "volume_unit" in cases.columns and cases["volume_unit"].notna().all():
-        units = set(cases["volume_unit"])
-    else:
-        units = {"voxels" if get_spec(task).spacing_mm is None else "ml" for task in cases["task"].unique()}
+    if "volume_unit" not in cases.columns or cases["volume_unit"].isna().any():
+        raise ValueError("cases without a volume_unit column (written by the training code for every case)")
+    units = set(cases["volume_unit"])
     if len(units) != 1:
         raise ValueError(f"cases mix volume units {sorted(units)}; summarise them separately")
-    unit = units.pop()
-    if unit != "voxels":
-        return str(unit)
-    spec_dims = cases["task"].map(lambda task: get_spec(task).dims)
-    dims = cases["task_options.dims"].fillna(spec_dims) if "task_options.dims" in cases.columns else spec_dims
-    return "pixels" if set(dims.astype(int)) == {2} else "voxels"
+    return str(units.pop())
 
 
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "err_soft", "err_hard", "abs_err_soft", "abs_err_hard",

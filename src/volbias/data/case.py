@@ -42,6 +42,13 @@ class Case:
         return float(np.prod(self.spacing)) / 1000.0
 
     @property
+    def volume_unit(self) -> str:
+        """Unit of this case's volumes: ``"ml"`` where the spacing is known, else ``"pixels"`` (2D) or ``"voxels"``."""
+        if self.spacing_known:
+            return "ml"
+        return "pixels" if self.label.ndim == 2 else "voxels"
+
+    @property
     def expected_volume(self) -> float:
         """Expected foreground volume: sum of the marginals (else of the label) times the voxel volume."""
         source = self.marginals if self.marginals is not None else self.label

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from .checkpoint import write_text_atomic
+from .code_hash import training_code_hash
 from .grid import Cell, clear_error, one_line, record_error
 from .run import run
 
@@ -74,7 +75,8 @@ def _write_launch_info(out_dir: Path, launcher: str, worker: int | None, started
     info = {"launcher": launcher, "worker": worker, "slurm_job": _slurm_job(), "host": socket.gethostname(),
             "device": device, "device_name": device_name(device),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": torch.get_num_threads(),
-            "code_version": version, "commit": commit, "started": started, "finished": time.time()}
+            "code_version": version, "commit": commit, "training_code_hash": training_code_hash(),
+            "started": started, "finished": time.time()}
     write_text_atomic(out_dir / LAUNCH_INFO, json.dumps(info, indent=1) + "\n")
 
 
@@ -149,6 +151,8 @@ class GridProgress:
         if outcome.status == "failed":
             self.failed += 1
             self.bar.write(f"failed: {outcome.name}: {outcome.error}")
+        elif self.bar.disable is False:
+            self.bar.write(f"{outcome.status}: {outcome.name}")
         self.bar.update(1)
         self._show()
 

@@ -1,7 +1,7 @@
 """collect: one results table from a grid's runs, with a manifest, and the runs that need attention.
 
 ``collect(runs_dir)`` merges the ``cases.csv`` of every complete run below ``runs_dir`` into
-``runs_dir/results.csv`` (the columns of :func:`volbias.analysis.tables.read_run`, plus ``run_name`` and the
+``runs_dir/results.csv`` (the columns of :func:`volbias.training.run_files.read_run`, plus ``run_name`` and the
 cells' labels) and writes ``runs_dir/manifest.json``: per run its status, config hash, code version, device,
 run time and convergence. The runs are those planned in ``grid.json`` (written by the launchers) and any
 other run directory found below ``runs_dir``. A run is
@@ -11,15 +11,14 @@ other run directory found below ``runs_dir``. A run is
 - ``incomplete``: started (it has a run directory) but not finished: running, or interrupted;
 - ``missing``: planned but never started.
 
-A complete run is *unconverged* when its ``converged`` column says so for any case; runs whose
-``cases.csv`` has no ``converged`` column are "unknown" (None). Both files are written atomically.
+A complete run is *unconverged* when the convergence rule, applied to its ``train_log.csv`` now
+(:func:`volbias.training.run_files.read_run`), says so. Both files are written atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import yaml
 from .checkpoint import atomic_path, write_text_atomic
 from .grid import ERROR_FILE, Cell, read_error, read_grid
 from .cell_jobs import LAUNCH_INFO
-from .run import DONE
+from .run_files import DONE, empty_cases, read_run, read_summary
 
 RESULTS_FILE = "results.csv"
 MANIFEST_FILE = "manifest.json"
@@ -45,7 +44,7 @@ class RunRecord:
     name: str
     status: str
     error: str | None = None
-    converged: bool | None = None  # None: unknown (no ``converged`` column) or not complete
+    converged: bool | None = None  # None: not complete
     convergence: str | None = None  # the recorded reason when a run did not converge
     config_hash: str | None = None
     code_version: str | None = None
@@ -109,27 +108,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, str):
-        return {"true": True, "false": False}.get(value.strip().lower())
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return bool(value)
-
-
-def _convergence(cases: pd.DataFrame) -> tuple[bool | None, str | None]:
-    if "converged" not in cases.columns:
-        return None, None
-    flags = [_as_bool(value) for value in cases["converged"]]
-    if False in flags:
-        reasons = cases.loc[[flag is False for flag in flags], "convergence"] if "convergence" in cases else []
-        reason = next((str(r) for r in reasons if isinstance(r, str) and r), None)
-        return False, reason
-    return (True, None) if flags and all(flags) else (None, None)
+def _convergence(cases: pd.DataFrame) -> tuple[bool, str | None]:
+    """The run's convergence (the same on every row of :func:`read_run`) and, when not converged, why."""
+    converged = bool(cases["converged"].iloc[0]) if len(cases) else False
+    return converged, None if converged else str(cases["convergence"].iloc[0]) if len(cases) else "no cases"
 
 
 def _run_seconds(out_dir: Path) -> float | None:
-    summary = _read_json(out_dir / "summary.json")
+    summary = read_summary(out_dir)
     log = out_dir / "train_log.csv"
     if not log.is_file() or "eval_seconds" not in summary:
         return None
@@ -141,8 +127,6 @@ def _run_seconds(out_dir: Path) -> float | None:
 
 def _inspect(root: Path, name: str, cell: Cell | None) -> tuple[RunRecord, pd.DataFrame | None]:
     """The record of one run and, when it is complete, its cases."""
-    from ..analysis.tables import read_run
-
     out_dir = root / name
     labels = dict(cell.labels) if cell is not None else {}
     config_path = out_dir / "config.yaml"
@@ -153,7 +137,7 @@ def _inspect(root: Path, name: str, cell: Cell | None) -> tuple[RunRecord, pd.Da
         except yaml.YAMLError:
             values = None
     launch = _read_json(out_dir / LAUNCH_INFO)
-    summary = _read_json(out_dir / "summary.json")
+    summary = read_summary(out_dir)
     common = {"config_hash": config_hash(values) if isinstance(values, dict) else None, "labels": labels}
     if (out_dir / DONE).is_file():
         try:
@@ -176,9 +160,7 @@ def _inspect(root: Path, name: str, cell: Cell | None) -> tuple[RunRecord, pd.Da
 
 def empty_results(labels: Sequence[str] = ()) -> pd.DataFrame:
     """The results table of a grid without complete runs (its columns, no rows)."""
-    from ..analysis.tables import CASE_COLUMNS
-
-    return pd.DataFrame(columns=[*CASE_COLUMNS, "run", "run_dir", "profile", "setting", "run_name", *labels])
+    return empty_cases(["run_name", *labels])
 
 
 def manifest(collection: Collection) -> dict[str, Any]:
@@ -231,9 +213,6 @@ def describe(collection: Collection) -> list[str]:
     complete = len(collection.with_status("complete"))
     lines = [f"{collection.root / RESULTS_FILE}: {len(collection.results)} cases from {complete} of "
              f"{len(collection.runs)} runs"]
-    unknown = sum(r.status == "complete" and r.converged is None for r in collection.runs)
-    if unknown:
-        lines.append(f"convergence unknown for {unknown} runs (no 'converged' column in their cases.csv)")
     for record in collection.missing:
         how = "started, not finished" if record.status == "incomplete" else "not started"
         lines.append(f"missing: {record.name} ({how})")

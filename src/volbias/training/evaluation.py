@@ -12,11 +12,8 @@ import torch
 from ..data.case import Case
 from ..models import masked_probabilities
 from .checkpoint import atomic_path
+from .run_files import CASE_COLUMNS
 
-#: Columns every cases.csv has, in this order (more may follow).
-CASE_COLUMNS = ("task", "loss", "fold", "seed", "case_id", "split", "dice", "true_volume", "expected_volume",
-                "pred_volume_soft", "pred_volume_hard", "voxel_volume_ml", "volume_unit", "profile",
-                "converged", "convergence")
 
 
 @torch.no_grad()
@@ -31,10 +28,6 @@ def predict_case(model: torch.nn.Module, case: Case, device: torch.device,
     return masked_probabilities(logits.float(), mask)[0, 0].cpu().numpy()
 
 
-#: Fresh label draws per phantom for the Monte Carlo expected Dice under boundary-shift noise.
-SHIFT_DRAWS = 500
-
-
 def rater_dice(hard: np.ndarray, raters: np.ndarray) -> float:
     """Mean Dice of ``hard`` against each annotation (rater or label draw); empty against empty scores 1.
 
@@ -46,17 +39,15 @@ def rater_dice(hard: np.ndarray, raters: np.ndarray) -> float:
     return float(np.mean([dice(hard, r > 0.5) for r in raters]))
 
 
-def phantom_expected_dice(case: Case, hard: np.ndarray, seed: int = 0) -> float:
-    """Expected Dice of ``hard`` against a fresh label of a phantom: exact (Poisson-binomial) for independent
-    voxel noise, a Monte Carlo mean over :data:`SHIFT_DRAWS` draws for boundary-shift noise."""
-    from ..data.synthetic import draw_labels
-    from ..metrics import dice
+def phantom_expected_dice(case: Case, hard: np.ndarray) -> float:
+    """Expected Dice of ``hard`` against a fresh label of a phantom, without random draws: exact
+    (Poisson-binomial) for independent voxel noise, :mod:`volbias.theory.blob_shift` for boundary-shift noise."""
     from ..theory import expected_dice
+    from ..theory.blob_shift import BlobShift, expected_dice_of_masks
 
     if case.meta["noise"] == "independent":
         return float(expected_dice(hard, case.marginals.astype(np.float64)))
-    labels = draw_labels(case, SHIFT_DRAWS, np.random.default_rng(seed))
-    return float(np.mean([dice(hard, y) for y in labels]))
+    return float(expected_dice_of_masks(BlobShift.of_phantom(case.marginals.shape, case.meta), hard)[0])
 
 
 def case_row(case: Case, prob: np.ndarray, split: str = "validation") -> dict[str, Any]:
@@ -83,7 +74,7 @@ def case_row(case: Case, prob: np.ndarray, split: str = "validation") -> dict[st
         "pred_volume_soft": float(np.sum(prob, dtype=np.float64)) * voxel_ml,
         "pred_volume_hard": float(np.sum(hard, dtype=np.float64)) * voxel_ml,
         "voxel_volume_ml": voxel_ml,
-        "volume_unit": "ml" if case.spacing_known else "voxels",
+        "volume_unit": case.volume_unit,
         **extra,
     }
 

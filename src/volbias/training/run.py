@@ -5,12 +5,13 @@ Run directory (written atomically, DONE last)::
     config.yaml          the run's config
     resolved.yaml        the data options and training settings the config means under its profile
     checkpoints/last.pt  model, optimiser, scheduler, scaler, random states, epoch, log (weights_only)
-    train_log.csv        one row per epoch: epoch, stage, loss, train_loss, train_dice, soft_volume_ratio
-                         (both measured on the epoch's own training batches), lr (at the epoch's start), seconds
+    train_log.csv        one row per epoch: epoch, stage, loss, train_loss, train_dice, soft_volume_ratio,
+                         null_loss, null_dice (all measured on the epoch's own training batches; "null": a
+                         constant map at the training prior), lr (at the epoch's start), seconds
     probabilities.npz    validation probability maps (float16, masked, key = case id)
-    cases.csv            one row per validation case (see evaluation.CASE_COLUMNS), with the run's
-                         ``converged`` flag and ``convergence`` reason (see convergence.py)
-    summary.json         timing and throughput of the run
+    cases.csv            one row per validation (and test) case, columns run_files.CASE_COLUMNS
+    summary.json         timing and throughput of the run, and the convergence rule's verdict at training
+                         time (readers recompute it from train_log.csv: run_files.read_run)
     DONE                 marker: the run is complete
 
 A run killed at any moment restarts from ``checkpoints/last.pt`` and, on CPU with the same seed, ends with
@@ -43,12 +44,11 @@ from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_ch
 from .config import ConfigError, RunConfig
 from .convergence import assess as assess_convergence
 from .evaluation import evaluate, write_probabilities, write_table
-from .loop import amp_dtype_for, make_scaler, train_epoch
+from .loop import amp_dtype_for, clamp_prior, make_scaler, train_epoch
+from .run_files import DONE
 from .schedules import Stage, build_loss, build_optimizer, plan_stages, stage_index
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
-PRIOR_CLAMP = 1e-4  # the output-bias prior is kept inside [1e-4, 1 - 1e-4]
-DONE = "DONE"
 KILL_AT_ENV = "VOLBIAS_TEST_KILL_AT"
 """Test hook (tests/test_training_resume.py), unset in normal use: ``epoch:<n>`` kills the run with SIGKILL
 right after epoch n (and its checkpoint, when one is due), ``before-done`` right before DONE is written."""
@@ -186,8 +186,9 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
     amp_dtype = amp_dtype_for(device, profile.amp)
     train = build_training_set(train_cases, device, patch_size=profile.patch_size,
                                half=amp_dtype is not None, target_mode=profile.targets)
+    prior = train.foreground_fraction()
     if profile.prior_init:
-        model.set_output_prior(min(max(train.foreground_fraction(), PRIOR_CLAMP), 1.0 - PRIOR_CLAMP))
+        model.set_output_prior(clamp_prior(prior))
     steps_per_epoch = -(-len(train) // profile.batch_size)
     weight_decay = 0.0 if variant == "is18" else profile.weight_decay
     stages = plan_stages(config.loss, config.loss_options, profile.epochs, profile.pretrain_fraction)
@@ -226,13 +227,14 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
         tick = time.perf_counter()
         plan = plan_epoch(train, generator)
         batches = iterate_batches(train, plan, profile.batch_size)
-        stats = train_epoch(model, loss_fn, optimizer, scheduler, scaler, batches, device, amp_dtype)
+        stats = train_epoch(model, loss_fn, optimizer, scheduler, scaler, batches, device, amp_dtype, prior)
         loss_value, steps = float(stats.loss), stats.steps  # one synchronisation per epoch
         seconds = time.perf_counter() - tick
         train_seconds += seconds
         steps_done += steps
         log.append({"epoch": epoch + 1, "stage": current, "loss": stages[current].loss, "train_loss": loss_value,
                     "train_dice": float(stats.dice), "soft_volume_ratio": float(stats.soft_volume_ratio),
+                    "null_loss": float(stats.null_loss), "null_dice": float(stats.null_dice),
                     "lr": lr, "seconds": seconds})
         bar.set_postfix(loss=f"{loss_value:.4f}")
         finished = epoch + 1 == profile.epochs
@@ -250,8 +252,7 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
 
     convergence = assess_convergence(pd.DataFrame(log), stages[-1].loss)
     run_columns = {"task": config.task, "loss": config.loss, "fold": config.fold, "seed": config.seed,
-                   "profile": config.profile, "converged": convergence.converged,
-                   "convergence": convergence.reason}
+                   "profile": config.profile}
     tick = time.perf_counter()
     probs, table = evaluate(model, val_cases, device, amp_dtype, run_columns, task.test)
     eval_seconds = time.perf_counter() - tick

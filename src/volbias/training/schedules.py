@@ -91,14 +91,20 @@ def build_loss(stage: Stage) -> Callable[..., torch.Tensor]:
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, schedule: str,
                     epochs: int, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam with L2 weight decay and a per-step learning-rate schedule over one stage.
+    """Adam with an L2 penalty on the convolution kernels and a per-step learning-rate schedule over one stage.
 
+    ``weight_decay`` is the factor ``lambda`` of the authors' Keras regulariser ``l2(lambda)``, which adds
+    ``lambda * sum(w^2)`` of every kernel (not of the biases) to the loss; its gradient ``2 lambda w`` is
+    what Adam's coupled ``weight_decay`` adds, so the kernels get ``2 * weight_decay`` and the biases none.
     ``"step"`` is the authors' step decay (inferred from their later code: 1e-3, 1e-4, 1e-5 over 300, 150
     and 75 of 525 epochs): ``lr`` for the first 4/7 of the stage, ``lr / 10`` for the next 2/7 and
     ``lr / 100`` for the last 1/7. ``"cosine"`` decays from ``lr`` to ``lr / 100`` over the stage;
     ``"constant"`` keeps ``lr``.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    kernels = [p for p in model.parameters() if p.ndim > 1]
+    others = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.Adam([{"params": kernels, "weight_decay": 2.0 * weight_decay},
+                                  {"params": others, "weight_decay": 0.0}], lr=lr)
     total = max(1, epochs * steps_per_epoch)
     if schedule == "cosine":
         scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
