@@ -24,11 +24,12 @@ WORKERS ?= 2
 JUPYTER_PREFER_ENV_PATH := 1
 export VOLBIAS_DATA_MIRROR VOLBIAS_RUNS_DIR JUPYTER_PREFER_ENV_PATH
 
-.PHONY: help env test book check-browser check-chapters benchmarks clean sync-metadata check-metadata package release
+.PHONY: help env test book results-cpu check-browser check-chapters benchmarks clean sync-metadata check-metadata package release
 
 help:
 	@echo "make book  [PROFILE=smoke|cpu|gpu]  execute every chapter and build _build/html/index.html"
 	@echo "make test                          run the test suite"
+	@echo "make results-cpu                   train (or finish) the stored cpu reference result set in data/results/cpu-reference"
 	@echo "make check-browser                 check every page of _build/html in headless Chromium (screenshots: _build/screenshots)"
 	@echo "make release [PROFILE=...]         build the book and pack dist/volbias-<version>-book-<profile>.zip"
 	@echo "make package                       build the wheel and sdist into dist/ and check them with twine"
@@ -53,6 +54,10 @@ check-chapters: $(STAMP)
 
 book: $(STAMP)
 	VOLBIAS_WORKERS=$(WORKERS) $(PY) -m volbias.bookbuild build --profile $(PROFILE)
+
+# The stored cpu reference result set (hours on two cores; resumable: run it again to finish an interrupted sitting).
+results-cpu: $(STAMP)
+	$(PY) -m volbias.analysis.reference_set make --workers $(WORKERS)
 
 # Every page of the built book in headless Chromium (the Debian package `chromium`): layout, images, math, code.
 check-browser: $(STAMP)
