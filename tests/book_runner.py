@@ -35,7 +35,7 @@ import pandas as pd
 import pytest
 
 from data_mirror import DataMirror
-from volbias.bookbuild import execute_chapter, read_glued
+from volbias.bookbuild import check_executed, execute_chapter, read_glued
 
 PROFILE = "smoke"
 
@@ -179,6 +179,9 @@ class Book:
                                       work / "executed" / f"{step.name}.ipynb",
                                       {"profile": PROFILE, **step.parameters(work)},
                                       cwd=self.repo_root / "chapters")
+            problems = check_executed([out])
+            if problems:  # e.g. a glued numpy repr, which the HTML build would reject at some profile
+                raise RuntimeError(f"{step.chapter}: " + "; ".join(str(p) for p in problems))
         except Exception as err:
             self._failures[step.name] = err
             raise

@@ -10,7 +10,6 @@ other chapters trained.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,7 +97,7 @@ SYNTHETIC_GRIDS: dict[str, dict[str, Any]] = {
     "smoke": {"radius": 4.0, "relative_sigma": [0.1, 0.9], "noise": ["independent", "shift"], "size_sigma": 2.0,
               "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "seeds": [0], "n_test": 10},
     "cpu": {"radius": 4.0, "relative_sigma": [0.1, 0.9], "noise": ["independent", "shift"], "size_sigma": 2.0,
-            "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "seeds": [0, 1, 2], "n_test": 100},
+            "size_radius": [], "losses": ["ce", "sd"], "two_stage": [], "seeds": [0], "n_test": 100},
     "gpu": {"radius": 4.0, "relative_sigma": [0.05, 0.1, 0.2, 0.3, 0.5, 0.6, 0.75, 0.9],
             "noise": ["independent", "shift"], "size_sigma": 2.0, "size_radius": [2.5, 3.0, 6.0, 8.0, 12.0],
             "losses": ["ce", "sd", "ce-ce", "ce-sd"], "two_stage": [], "seeds": [0, 1, 2], "n_test": 200},
@@ -107,7 +106,8 @@ SYNTHETIC_GRIDS: dict[str, dict[str, Any]] = {
 for each label-noise model; the object-size sweep (radii at one fixed sigma, independent noise); the losses
 of every setting (two-stage losses added at the most uncertain independent-noise setting); the seeds (each
 seed draws other training phantoms and another initialisation); and the number of fresh test phantoms on
-which every run is scored. Training settings come from the profile."""
+which every run is scored. Training settings come from the profile. The cpu build trains seed 0 only; the stored
+cpu reference result set (:mod:`volbias.analysis.reference_set`) holds seeds 0-4 of the same settings."""
 
 N_LABEL_DRAWS = 25  # label draws per phantom; one is drawn per epoch, so the network cannot memorise them
 PHANTOM_SIZE = 54  # pixels; the network pads every axis to a multiple of 27 anyway
@@ -173,10 +173,10 @@ def task_available(task: str) -> tuple[bool, str]:
     return True, ""
 
 
-BRAIN_FOLDS: dict[str, list[int]] = {"smoke": [0], "cpu": [0, 1], "gpu": [0, 1, 2, 3, 4]}
-"""Folds the book's build trains per profile. The CPU build trains two of the five folds to stay within its
-time budget; ``benchmarks/bench_convergence.py`` trains all five (and again with twice the steps) once and
-stores the result with the package (:data:`STORED_CONVERGENCE`), which the Brain-tumour chapter shows beside the live runs."""
+BRAIN_FOLDS: dict[str, list[int]] = {"smoke": [0], "cpu": [0], "gpu": [0, 1, 2, 3, 4]}
+"""Folds the book's build trains per profile. The CPU build trains one of the five folds to stay within its time
+budget; the stored cpu reference result set (:mod:`volbias.analysis.reference_set`) holds all five with the four
+schedules, and CE and SD again with twice the steps."""
 
 
 def brain_tumour(profile: str, seed: int = 0, device: str = "auto", task: str | None = None,
@@ -197,23 +197,6 @@ def brain_tumour(profile: str, seed: int = 0, device: str = "auto", task: str | 
     runs = tuple(PlannedRun(_config(task, loss, fold, seed, profile, device, None, training), task)
                  for fold in folds for loss in losses)
     return Experiment(name, profile, runs)
-
-
-STORED_CONVERGENCE = Path(__file__).resolve().parents[1] / "stored" / "cpu-convergence"
-"""The stored five-fold CPU grid of ``benchmarks/bench_convergence.py`` (shipped with the package)."""
-
-
-def stored_convergence_grid() -> pd.DataFrame:
-    """Cases of the stored five-fold BR18-sample grid at the cpu profile, at its budget and twice it (``budget``)."""
-    path = STORED_CONVERGENCE / "cases.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: stored grid missing; run benchmarks/bench_convergence.py")
-    return pd.read_csv(path)
-
-
-def stored_convergence_provenance() -> dict[str, Any]:
-    """How the stored grid was made: command, code version, budgets."""
-    return json.loads((STORED_CONVERGENCE / "provenance.json").read_text())
 
 
 def _profile_epochs(profile: str, task: str) -> int:
@@ -261,7 +244,7 @@ LIDC_GRIDS: dict[str, dict[str, Any]] = {
 }
 """Per profile: validation folds, losses and data options of the LIDC runs (training settings and, on CPU, the
 800 nodules and the central 64 x 64 pixels of each 128 x 128 slice come from the profile: the release centres
-every crop on its nodule)."""
+every crop on its nodule). The stored cpu reference result set holds all five folds."""
 
 LIDC_SENSITIVITY: dict[str, Any] = {"loss": "sd", "setting": "LIDC, SD per batch",
                                      "loss_options": {"reduction": "batch"}}

@@ -1,25 +1,20 @@
-"""The verdict table: the paper's claims 1-3 (paper-facts.md) against our results, group by group.
+"""The verdict table: the paper's claims 1-3 against our results, group by group, by the analysis plan.
 
-The papers' exact table values were not available, so every verdict rests on an interval or a corrected
-test computed from the held-out cases (SD's thresholded volume, CE's soft volume, relative volume bias
-``sum(V - E[V]) / sum(E[V])``, percentile bootstrap over cases):
+Every rule, margin and minimum size lives in :mod:`volbias.analysis.plan`; this module computes the
+intervals (two-level bootstrap over networks and cases, :mod:`volbias.analysis.resampling`) and reads the
+plan's rules off them. Per confirmatory group:
 
-- claim 1 (SD gives higher Dice than CE): paired Wilcoxon signed-rank test of the SD - CE Dice, with the
-  p-values Holm-corrected over the claim-1 rows of the table; the verdict reads the corrected p-value;
-- claim 2 (with high inherent uncertainty SD biases the volume): "yes" only when the 95 % CI of SD's bias
-  excludes 0 and the paired-bootstrap 95 % CI of ``|bias SD| - |bias CE|`` (cases resampled with both
-  losses together) lies above 0; "no" when SD's CI lies inside +-tolerance (the bias is negligible) or the
-  difference's CI lies below 0; else "inconclusive";
-- claim 3 (with low inherent uncertainty SD shows little bias): an equivalence test, "yes" only when SD's
-  CI lies inside +-tolerance, "no" when it lies wholly outside, else "inconclusive";
-- phantom groups (task ``synthetic``) are scored against the theory for their label-noise model instead of
-  claims 2 and 3 (claim "theory"): the CI of SD's bias minus the bias of the Dice-optimal mask on the same
-  phantoms (column ``theory_volume``, :func:`volbias.analysis.phantom_theory.attach_theory_volumes`) inside
-  +-tolerance is "yes", wholly outside "no", else "inconclusive".
+- claim 1: the paired SD - CE difference of the group's Dice (:func:`volbias.analysis.plan.dice_column`);
+- high inherent uncertainty: claim 2 (SD's bias) and "2 vs CE" (``|bias SD| - |bias CE|``);
+- low inherent uncertainty: claim 3 (SD's bias) and "3 vs CE" (bias SD - bias CE);
+- phantoms, besides: "theory" (SD's bias minus the Dice-optimal mask's, column ``theory_volume`` of
+  :func:`volbias.analysis.phantom_theory.attach_theory_volumes`), with the rival predictions.
 
-A group with a CE or SD run that is not recorded as converged (``converged`` column of the cases) is
-"not tested"; its row names the runs (loss, fold, seed, setting) and why. Groups selected on the labels
-are exploratory: :func:`exploratory_table` gives their statistics without verdicts.
+SD's volume is its map thresholded at 0.5, CE's its soft sum (each loss's volume as the theory reads it), both
+against the expected volume. Groups whose runs the convergence rule does not pass are "not tested" (with
+``gate=False`` the rule is ignored, to show what it changes); groups with too few networks or cases are
+"underpowered"; both still show their intervals. Groups selected on the labels are exploratory:
+:func:`exploratory_table` gives their statistics without verdicts.
 """
 
 from __future__ import annotations
@@ -30,17 +25,15 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from volbias.analysis.present import format_estimate, format_p_value
-from volbias.analysis.tables import (
-    PAIR_KEYS,
+from volbias.analysis import plan
+from volbias.analysis.present import format_estimate
+from volbias.analysis.resampling import (
+    Interval,
+    TwoLevelBootstrap,
     abs_bias_difference,
-    abs_bias_difference_ci,
     bias_difference,
-    bias_difference_ci,
-    holm_adjust,
-    paired_test,
     relative_bias,
-    relative_bias_ci,
+    weighted_mean,
 )
 
 CLAIMS: dict[int, str] = {
@@ -50,11 +43,20 @@ CLAIMS: dict[int, str] = {
 }
 """Claims 1-3 of the paper (claim 4, volume estimation, has its own chapter)."""
 
-CLAIM_ORDER: tuple[str, ...] = ("1", "2", "3", "theory")
-"""Values of the table's ``claim`` column, in display order ("theory": phantom groups against the theory)."""
+QUESTIONS: dict[str, str] = {
+    "1": "SD's Dice higher than CE's",
+    "2": "SD's volume biased",
+    "2 vs CE": "SD more biased than CE",
+    "3": "SD's volume unbiased",
+    "3 vs CE": "SD's bias differs from CE's",
+    "theory": "SD's bias is the theory's",
+}
+"""The question each row answers (its verdict answers it), by the value of the ``claim`` column."""
 
-VERDICTS: tuple[str, ...] = ("yes", "no", "inconclusive", "not tested")
-"""The verdicts of :func:`claims_table`."""
+CLAIM_ORDER: tuple[str, ...] = tuple(QUESTIONS)
+"""Values of the table's ``claim`` column, in display order."""
+
+VERDICTS = plan.VERDICTS
 
 PAPER_UNCERTAINTY: dict[str, str] = {"MO17": "low", "BR18": "low", "IS17": "high", "IS18": "high"}
 """Inherent uncertainty of the paper's tasks as the paper classifies them."""
@@ -66,13 +68,20 @@ LABEL_SELECTED: dict[str, str] = {
 """Groups defined by a property of the labels themselves (post hoc): exploratory, never scored."""
 
 COLUMNS: tuple[str, ...] = (
-    "claim", "group", "uncertainty", "n", "paper claim", "measure", "estimate", "ci_low", "ci_high",
-    "sd_bias", "sd_bias_ci_low", "sd_bias_ci_high", "theory_bias", "p_value", "p_holm", "our result", "note",
-    "verdict",
+    "claim", "question", "group", "label", "uncertainty", "networks", "n", "dice", "measure", "estimate",
+    "ci_low", "ci_high", "half_width", "interval", "margin", "band_low", "band_high", "scale", "theory_bias",
+    "rivals", "stability", "our result", "note", "verdict",
 )
-"""Columns of :func:`claims_table`: the interval behind each verdict (``measure``, ``estimate``,
-``ci_low``, ``ci_high``), SD's bias with its CI, the raw and the Holm-corrected p-value (claim 1), n (paired
-cases), a readable summary, and ``note`` (why a row is not tested)."""
+"""Columns of :func:`claims_table`: the interval behind each verdict (``estimate``, ``ci_low``, ``ci_high``,
+``half_width``, ``interval`` = method and level), the margin it is judged against (``margin``; ``band_low``,
+``band_high`` the band a figure shades, ``scale`` "dice" or "percent"), the networks per loss and paired cases,
+which Dice (claim 1), the theory's bias and the rival predictions (phantoms), the stability under twice the
+training steps, a readable summary and ``note`` (why a row is not tested or underpowered)."""
+
+SHORT_NAMES: dict[str, str] = {"synthetic": "phantoms", "independent noise": "indep.", "shift noise": "shift",
+                               "sigma/R = ": "σ/R ", "BR18-sample": "BraTS sample", "LIDC, all nodules": "LIDC",
+                               "LIDC, 4 raters agree": "LIDC agree"}
+"""Replacements that make a group's short label (figures, narrow tables)."""
 
 
 def slug(text: str) -> str:
@@ -80,33 +89,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def equivalence_verdict(low: float, high: float, tolerance: float) -> str:
-    """"yes" when [low, high] lies inside [-tolerance, tolerance], "no" when wholly outside, else "inconclusive"."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "inconclusive"
-    if -tolerance <= low and high <= tolerance:
-        return "yes"
-    if high < -tolerance or low > tolerance:
-        return "no"
-    return "inconclusive"
-
-
-def bias_claim_verdict(sd_low: float, sd_high: float, diff_low: float, diff_high: float, tolerance: float) -> str:
-    """Claim 2 from SD's bias CI and the CI of ``|bias SD| - |bias CE|`` (see the module docstring)."""
-    if not all(np.isfinite([sd_low, sd_high, diff_low, diff_high])):
-        return "inconclusive"
-    if (-tolerance <= sd_low and sd_high <= tolerance) or diff_high < 0:
-        return "no"
-    if (sd_low > 0 or sd_high < 0) and diff_low > 0:
-        return "yes"
-    return "inconclusive"
-
-
-def dice_verdict(mean_diff: float, p_corrected: float, alpha: float) -> str:
-    """Claim 1: "yes"/"no" (sign of SD - CE) when the corrected p-value is below ``alpha``, else "inconclusive"."""
-    if not p_corrected < alpha:
-        return "inconclusive"
-    return "yes" if mean_diff > 0 else "no"
+def short_label(group: str) -> str:
+    """A group's short label, e.g. ``"phantoms, indep., σ/R 0.9"`` for the independent-noise phantoms."""
+    for long, short in SHORT_NAMES.items():
+        group = group.replace(long, short)
+    return group
 
 
 def _is_converged(value: object) -> bool:
@@ -143,87 +130,160 @@ def unconverged_runs(cases: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _paired_volumes(sub: pd.DataFrame, ce: str, sd: str) -> pd.DataFrame:
-    """CE's and SD's rows of the same cases side by side (inner join on fold, seed and case id)."""
+PAIR_KEYS: tuple[str, ...] = ("fold", "seed", "case_id")
+"""A case of one network: the network's fold and seed, and the case."""
+
+
+def _paired(sub: pd.DataFrame, ce: str, sd: str, dice: str) -> pd.DataFrame:
+    """CE's and SD's rows of the same cases side by side, with each case's unit (network) and cluster."""
+    columns = [dice, "expected_volume", "pred_volume_soft", "pred_volume_hard", "cluster"]
+    columns += [c for c in ("theory_volume", "theory_ce_threshold") if c in sub.columns]
     keys = list(PAIR_KEYS)
-    columns = ["expected_volume", "pred_volume_soft", "pred_volume_hard"]
-    columns += ["theory_volume"] if "theory_volume" in sub.columns else []
     left = sub[sub["loss"] == ce].set_index(keys)[columns]
     right = sub[sub["loss"] == sd].set_index(keys)[columns]
     if left.index.has_duplicates or right.index.has_duplicates:
         raise ValueError(f"cases are not unique on {keys} within a group; split the group further")
-    return left.merge(right, how="inner", left_index=True, right_index=True, suffixes=("_ce", "_sd"))
+    pairs = left.merge(right, how="inner", left_index=True, right_index=True, suffixes=("_ce", "_sd")).reset_index()
+    pairs["unit"] = "fold" + pairs["fold"].astype(str) + "-seed" + pairs["seed"].astype(str)
+    return pairs
 
 
-def _percent(value: float, low: float, high: float) -> str:
-    return format_estimate(value, low, high, as_percent=True)
+def _networks(sub: pd.DataFrame, ce: str, sd: str) -> dict[str, int]:
+    return {loss: int(sub.loc[sub["loss"] == loss, ["fold", "seed"]].drop_duplicates().shape[0]) for loss in (ce, sd)}
 
 
-def _group_rows(sub: pd.DataFrame, name: str, level: str, group: str, ce: str, sd: str, tolerance: float,
-                n_resamples: int, seed: int) -> list[dict[str, object]]:
-    """The rows of one group (claim 1 plus claim 2, 3 or theory), verdicts of claims 2/3/theory included."""
-    unconverged = unconverged_runs(sub)
-    note = f"not tested: runs not converged: {'; '.join(unconverged)}" if unconverged else ""
-    dice = paired_test(sub, "dice", a=ce, b=sd, by=(group,), seed=seed).iloc[0]
-    base = {"group": name, "uncertainty": level, "note": note, "theory_bias": np.nan}
-    dice_text = format_estimate(dice.mean_diff, dice.diff_ci_low, dice.diff_ci_high, decimals=3, signed=True)
-    rows = [{**base, "claim": "1", "n": int(dice.n_pairs), "paper claim": CLAIMS[1], "measure": "Dice SD - CE",
-             "estimate": dice.mean_diff, "ci_low": dice.diff_ci_low, "ci_high": dice.diff_ci_high,
-             "sd_bias": np.nan, "sd_bias_ci_low": np.nan, "sd_bias_ci_high": np.nan, "p_value": dice.p_value,
-             "our result": f"SD - CE Dice {dice_text}, n = {int(dice.n_pairs)}"}]
+def _row(claim: str, base: dict[str, object], interval: Interval, measure: str, margin: float, band: tuple[float, float],
+         scale: str, verdict: str, confidence: float, text: str, **extra: object) -> dict[str, object]:
+    return {**base, "claim": claim, "question": QUESTIONS[claim], "measure": measure,
+            "estimate": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
+            "half_width": interval.half_width, "interval": f"{interval.method} {_level(confidence)}",
+            "margin": margin, "band_low": band[0], "band_high": band[1], "scale": scale, "verdict": verdict,
+            "our result": text, **extra}
 
-    pairs = _paired_volumes(sub, ce, sd)
-    ref, sd_hard, ce_soft = (pairs[c].to_numpy(float) for c in
-                             ("expected_volume_sd", "pred_volume_hard_sd", "pred_volume_soft_ce"))
-    boot = {"n_resamples": n_resamples, "seed": seed}
-    sd_bias, sd_ci = relative_bias(sd_hard, ref), relative_bias_ci(sd_hard, ref, **boot)
-    ce_bias, ce_ci = relative_bias(ce_soft, ref), relative_bias_ci(ce_soft, ref, **boot)
-    volumes = f"SD hard {_percent(sd_bias, *sd_ci)}; CE soft {_percent(ce_bias, *ce_ci)}; n = {len(pairs)}"
-    row = {**base, "n": len(pairs), "sd_bias": sd_bias, "sd_bias_ci_low": sd_ci[0], "sd_bias_ci_high": sd_ci[1],
-           "p_value": np.nan}
-    phantoms = bool((sub["task"] == "synthetic").all())
-    if phantoms:
-        noise = sub["task_options.noise"].iloc[0] if "task_options.noise" in sub.columns else "unknown"
-        theory = pairs["theory_volume_sd"].to_numpy(float) if "theory_volume_sd" in pairs.columns else None
-        if theory is None or not np.all(np.isfinite(theory)):
-            rows.append({**row, "claim": "theory", "paper claim": f"SD's bias equals the theory's ({noise} noise)",
-                         "measure": "bias SD - theory", "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                         "our result": volumes, "note": note or "not tested: no theory volumes for these phantoms",
-                         "verdict": "not tested"})
-            return rows
-        theory_bias = relative_bias(theory, ref)
-        diff, diff_ci = bias_difference(sd_hard, theory, ref), bias_difference_ci(sd_hard, theory, ref, **boot)
-        rows.append({**row, "claim": "theory", "theory_bias": theory_bias,
-                     "paper claim": f"With {noise} label noise SD's thresholded volume has the bias of the "
-                                    f"Dice-optimal mask on the same phantoms ({theory_bias:+.1%})",
-                     "measure": "bias SD - theory", "estimate": diff, "ci_low": diff_ci[0], "ci_high": diff_ci[1],
-                     "our result": f"{volumes}; SD - theory {_percent(diff, *diff_ci)}",
-                     "verdict": equivalence_verdict(*diff_ci, tolerance)})
-    elif level == "high":
-        diff = abs_bias_difference(sd_hard, ce_soft, ref)
-        diff_ci = abs_bias_difference_ci(sd_hard, ce_soft, ref, **boot)
-        rows.append({**row, "claim": "2", "paper claim": CLAIMS[2], "measure": "|bias SD| - |bias CE|",
-                     "estimate": diff, "ci_low": diff_ci[0], "ci_high": diff_ci[1],
-                     "our result": f"{volumes}; |SD| - |CE| {_percent(diff, *diff_ci)}",
-                     "verdict": bias_claim_verdict(*sd_ci, *diff_ci, tolerance)})
+
+def _level(confidence: float) -> str:
+    """``0.9875`` as ``"98.75%"``, ``0.95`` as ``"95%"``."""
+    return f"{100 * confidence:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def _percent(interval: Interval) -> str:
+    return format_estimate(interval.estimate, interval.low, interval.high, as_percent=True)
+
+
+def _stability(pairs: pd.DataFrame, doubled: pd.DataFrame | None, ce: str, sd: str) -> str:
+    """How far SD's and CE's volume biases move with twice the steps, on the cases both budgets scored
+    ("not stable" beyond :data:`volbias.analysis.plan.STABILITY_SHIFT`); empty without doubled runs."""
+    if doubled is None or doubled.empty or set(doubled["loss"]) < {ce, sd}:
+        return ""
+    again = _paired(doubled.assign(cluster=plan.case_cluster(doubled)), ce, sd, "dice")
+    both = pairs.merge(again, on=list(PAIR_KEYS), suffixes=("", "_x2"))
+    if both.empty:
+        return ""
+    ref = both["expected_volume_sd"].sum()
+    moves = {"SD": (both["pred_volume_hard_sd_x2"] - both["pred_volume_hard_sd"]).sum() / ref,
+             "CE": (both["pred_volume_soft_ce_x2"] - both["pred_volume_soft_ce"]).sum() / ref}
+    stable = all(abs(move) <= plan.STABILITY_SHIFT for move in moves.values())
+    text = ", ".join(f"{loss} {move:+.1%}" for loss, move in moves.items())
+    return f"{'stable' if stable else 'not stable'} (twice the steps: {text})"
+
+
+def _group_rows(sub: pd.DataFrame, name: str, level: str, ce: str, sd: str, gate: bool, doubled: pd.DataFrame | None,
+                claim1_confidence: float, n_resamples: int, seed: int) -> list[dict[str, object]]:
+    """The rows of one group (see the module docstring)."""
+    dice = plan.dice_column(sub)
+    sub = sub.assign(cluster=plan.case_cluster(sub))
+    pairs = _paired(sub, ce, sd, dice)
+    networks = _networks(sub, ce, sd)
+    unconverged = unconverged_runs(sub) if gate else []
+    too_few = min(networks.values()) < plan.MIN_NETWORKS or len(pairs) < plan.MIN_CASES
+    note = ""
+    if unconverged:
+        note = f"not tested: runs not converged: {'; '.join(unconverged)}"
+    elif too_few:
+        note = (f"underpowered: {networks[ce]} / {networks[sd]} networks (CE / SD) and {len(pairs)} paired cases "
+                f"(needs {plan.MIN_NETWORKS} and {plan.MIN_CASES})")
+    stability = _stability(pairs, doubled, ce, sd)
+    base = {"group": name, "label": short_label(name), "uncertainty": level,
+            "networks": f"{networks[ce]} / {networks[sd]}", "n": len(pairs), "dice": "", "theory_bias": np.nan,
+            "rivals": "", "stability": stability, "note": note}
+    boot = TwoLevelBootstrap(pairs["unit"], pairs["cluster_sd"], n_resamples, seed)
+    ref = pairs["expected_volume_sd"].to_numpy(float)
+    sd_hard, ce_soft = pairs["pred_volume_hard_sd"].to_numpy(float), pairs["pred_volume_soft_ce"].to_numpy(float)
+    tau, delta = plan.VOLUME_MARGIN, plan.DICE_MARGIN
+
+    def judged(verdict: str) -> str:
+        return "not tested" if unconverged else "underpowered" if too_few else verdict
+
+    gap = boot.interval(weighted_mean(pairs[f"{dice}_sd"] - pairs[f"{dice}_ce"]), claim1_confidence)
+    direction = "CE higher" if gap.high < 0 else "no relevant difference" if gap.high < delta else ""
+    rows = [_row("1", {**base, "dice": plan.dice_description(dice)}, gap, "Dice SD - CE", delta, (0.0, delta),
+                 "dice", judged(plan.superiority_verdict(gap.estimate, gap.low, gap.high)), claim1_confidence,
+                 f"SD - CE {format_estimate(gap.estimate, gap.low, gap.high, decimals=3, signed=True)}"
+                 + (f" ({direction})" if direction else ""))]
+    sd_bias = boot.interval(relative_bias(sd_hard, ref))
+    ce_bias = boot.interval(relative_bias(ce_soft, ref))
+    volumes = f"SD {_percent(sd_bias)}, CE {_percent(ce_bias)}"
+    band = (-tau, tau)
+    if level == "high":
+        rows.append(_row("2", base, sd_bias, "bias SD", tau, band, "percent",
+                         judged(plan.outside_verdict(sd_bias.low, sd_bias.high)), plan.CONFIDENCE, volumes))
+        more = boot.interval(abs_bias_difference(sd_hard, ce_soft, ref))
+        rows.append(_row("2 vs CE", base, more, "|bias SD| - |bias CE|", tau, (0.0, tau), "percent",
+                         judged(plan.superiority_verdict(more.estimate, more.low, more.high, tau)), plan.CONFIDENCE,
+                         f"|SD| - |CE| {_percent(more)}"))
     else:
-        rows.append({**row, "claim": "3", "paper claim": CLAIMS[3], "measure": "bias SD", "estimate": sd_bias,
-                     "ci_low": sd_ci[0], "ci_high": sd_ci[1], "our result": volumes,
-                     "verdict": equivalence_verdict(*sd_ci, tolerance)})
+        rows.append(_row("3", base, sd_bias, "bias SD", tau, band, "percent",
+                         judged(plan.inside_verdict(sd_bias.low, sd_bias.high)), plan.CONFIDENCE, volumes))
+        apart = boot.interval(bias_difference(sd_hard, ce_soft, ref))
+        rows.append(_row("3 vs CE", base, apart, "bias SD - bias CE", tau, band, "percent",
+                         judged(plan.outside_verdict(apart.low, apart.high)), plan.CONFIDENCE,
+                         f"SD - CE {_percent(apart)}"))
+    if "theory_volume_sd" in pairs.columns and (sub["task"] == "synthetic").all():
+        rows.append(_theory_row(base, boot, pairs, sd_bias, judged))
     return rows
 
 
-def _table(cases: pd.DataFrame, uncertainty: Mapping[str, str], group: str, ce: str, sd: str, tolerance: float,
-           n_resamples: int, seed: int) -> pd.DataFrame:
+def _theory_row(base: dict[str, object], boot: TwoLevelBootstrap, pairs: pd.DataFrame, sd_bias: Interval,
+                judged) -> dict[str, object]:
+    """SD's bias against the Dice-optimal mask's, with the rival predictions."""
+    ref = pairs["expected_volume_sd"].to_numpy(float)
+    theory = pairs["theory_volume_sd"].to_numpy(float)
+    tau = plan.VOLUME_MARGIN
+    if not np.all(np.isfinite(theory)):
+        return _row("theory", {**base, "note": base["note"] or "not tested: no theory volumes"},
+                    Interval(np.nan, np.nan, np.nan, "none"), "bias SD - theory", tau, (-tau, tau), "percent",
+                    "not tested", plan.CONFIDENCE, "")
+    theory_bias = float(relative_bias(theory, ref)(np.ones((1, len(ref))))[0])
+    gap = boot.interval(bias_difference(pairs["pred_volume_hard_sd"].to_numpy(float), theory, ref))
+    rivals = {"E[V] (0 %)": 0.0}
+    if "theory_ce_threshold_sd" in pairs.columns:
+        ce_threshold = pairs["theory_ce_threshold_sd"].to_numpy(float)
+        rivals[f"CE at 0.5 ({(ce_threshold.sum() - ref.sum()) / ref.sum():+.1%})"] = (
+            (ce_threshold.sum() - ref.sum()) / ref.sum())
+    excluded = [f"{name} {'excluded' if not sd_bias.low <= value <= sd_bias.high else 'not excluded'}"
+                for name, value in rivals.items()]
+    return _row("theory", base, gap, "bias SD - theory", tau, (-tau, tau), "percent",
+                judged(plan.inside_verdict(gap.low, gap.high)), plan.CONFIDENCE,
+                f"SD {_percent(sd_bias)}; theory {theory_bias:+.1%}; SD - theory {_percent(gap)}",
+                theory_bias=theory_bias, rivals="; ".join(excluded))
+
+
+def _table(cases: pd.DataFrame, uncertainty: Mapping[str, str], group: str, ce: str, sd: str, gate: bool,
+           doubled: pd.DataFrame | None, n_resamples: int, seed: int) -> pd.DataFrame:
     bad = {k: v for k, v in uncertainty.items() if v not in ("low", "high")}
     if bad:
         raise ValueError(f"uncertainty levels must be 'low' or 'high', got {bad}")
+    present = [name for name in uncertainty
+               if set(cases.loc[cases[group] == name, "loss"]) >= {ce, sd}]
+    claim1_confidence = 1.0 - (1.0 - plan.CONFIDENCE) / max(1, len(present))
     rows: list[dict[str, object]] = []
-    for name, level in uncertainty.items():
+    for name in present:
         sub = cases[(cases[group] == name) & cases["loss"].isin([ce, sd])]
-        if set(sub["loss"]) == {ce, sd}:
-            rows += _group_rows(sub, name, level, group, ce, sd, tolerance, n_resamples, seed)
-    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_holm"])
+        twice = None
+        if doubled is not None and group in doubled.columns:
+            twice = doubled[(doubled[group] == name) & doubled["loss"].isin([ce, sd])]
+        rows += _group_rows(sub, name, uncertainty[name], ce, sd, gate, twice, claim1_confidence, n_resamples, seed)
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
     order = table["claim"].map({c: i for i, c in enumerate(CLAIM_ORDER)})
     return table.assign(_order=order).sort_values(["_order", "group"]).drop(columns="_order").reset_index(drop=True)
 
@@ -234,31 +294,19 @@ def claims_table(
     group: str = "task",
     ce: str = "ce",
     sd: str = "sd",
-    alpha: float = 0.05,
-    tolerance: float = 0.05,
-    n_resamples: int = 2000,
     seed: int = 0,
+    n_resamples: int = plan.N_RESAMPLES,
+    gate: bool = True,
+    doubled: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per claim and confirmatory group, with the interval and test behind each verdict.
+    """One row per claim (and companion question) and confirmatory group, with the interval behind each verdict.
 
-    ``uncertainty`` maps each value of the ``group`` column to ``"low"`` or ``"high"``; groups without both
-    CE and SD cases are skipped. Verdicts (:data:`VERDICTS`) follow the rules of the module docstring;
-    ``tolerance`` is the relative volume bias counted as negligible, ``alpha`` the family-wise error rate
-    of the claim-1 tests (Holm over every claim-1 row of this table, tested or not). Columns: :data:`COLUMNS`.
+    ``uncertainty`` maps each value of the ``group`` column to ``"low"`` or ``"high"``; groups without both CE
+    and SD cases are skipped. ``gate``: apply the convergence rule (``converged`` column); ``doubled``: the
+    cases of the same runs trained with twice the steps, grouped alike (the stability column). Verdicts and
+    margins: :mod:`volbias.analysis.plan`; columns: :data:`COLUMNS`.
     """
-    table = _table(cases, uncertainty, group, ce, sd, tolerance, n_resamples, seed)
-    first = table["claim"] == "1"
-    table.insert(table.columns.get_loc("p_value") + 1, "p_holm", np.nan)
-    table.loc[first, "p_holm"] = holm_adjust(table.loc[first, "p_value"].to_numpy(float))
-    for index in table.index[first]:
-        row = table.loc[index]
-        table.loc[index, "verdict"] = dice_verdict(row.estimate, row.p_holm, alpha)
-        test = (f"Wilcoxon p = {format_p_value(row.p_value)} (Holm {format_p_value(row.p_holm)})"
-                if np.isfinite(row.p_value)
-                else "no Wilcoxon test (fewer than 2 pairs, or all differences 0)")
-        table.loc[index, "our result"] = f"{row['our result']}; {test}"
-    table.loc[table["note"] != "", "verdict"] = "not tested"
-    return table[list(COLUMNS)]
+    return _table(cases, uncertainty, group, ce, sd, gate, doubled, n_resamples, seed)
 
 
 def exploratory_table(
@@ -268,17 +316,16 @@ def exploratory_table(
     group: str = "task",
     ce: str = "ce",
     sd: str = "sd",
-    n_resamples: int = 2000,
+    n_resamples: int = plan.N_RESAMPLES,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The statistics of :func:`claims_table` for exploratory groups, without verdicts or corrections.
+    """The statistics of :func:`claims_table` for exploratory groups, without verdicts.
 
-    ``reasons`` maps each exploratory group to why it is exploratory (column ``selected``); p-values are
-    uncorrected and labelled so (column ``p_uncorrected``).
+    ``reasons`` maps each exploratory group to why it is exploratory (column ``selected``).
     """
-    table = _table(cases, {g: level for g, level in uncertainty.items() if g in reasons}, group, ce, sd,
-                   0.0, n_resamples, seed)
-    table = table.drop(columns="verdict").rename(columns={"p_value": "p_uncorrected"})
+    table = _table(cases, {g: level for g, level in uncertainty.items() if g in reasons}, group, ce, sd, False,
+                   None, n_resamples, seed)
+    table = table.drop(columns="verdict")
     table.insert(2, "selected", table["group"].map(reasons))
     return table
 

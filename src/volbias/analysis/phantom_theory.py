@@ -107,18 +107,21 @@ def cached_theory(task_options: Mapping[str, Any], case_ids: Iterable[str], cach
         unknown = [cid for cid in missing if cid not in phantoms]
         if unknown:
             raise ValueError(f"cases {unknown[:3]} are not among the phantoms of options {dict(task_options)}")
-        table = pd.concat([table, theory_volumes([phantoms[c] for c in missing], progress)], ignore_index=True)
+        computed = theory_volumes([phantoms[c] for c in missing], progress)
+        table = pd.concat([table, computed], ignore_index=True) if len(table) else computed
         if caches:
             caches[-1].mkdir(parents=True, exist_ok=True)
             with atomic_path(caches[-1] / f"{key}.csv") as tmp:
                 table.sort_values("case_id").to_csv(tmp, index=False)
-    return table.set_index("case_id").loc[wanted].reset_index()
+    numbers = {column: float for column in THEORY_COLUMNS if column != "case_id"}
+    return table.astype(numbers).set_index("case_id").loc[wanted].reset_index()
 
 
 def attach_theory_volumes(cases: pd.DataFrame, caches: Sequence[str | Path] = (),
                           progress: bool = False) -> pd.DataFrame:
-    """``cases`` with ``theory_volume`` (the Dice-optimal volume for each phantom's noise model) and
-    ``theory_dice`` (its expected Dice); NaN for other tasks.
+    """``cases`` with ``theory_volume`` (the Dice-optimal volume for each phantom's noise model),
+    ``theory_dice`` (its expected Dice) and ``theory_ce_threshold`` (the volume of CE's optimum thresholded at
+    0.5, a rival prediction); NaN for other tasks.
 
     The phantoms of every synthetic run are identified by the run's resolved task options (its
     ``config.yaml``, column ``run_dir``); each phantom is computed once, whichever runs scored it
@@ -129,6 +132,7 @@ def attach_theory_volumes(cases: pd.DataFrame, caches: Sequence[str | Path] = ()
     out = cases.copy()
     out["theory_volume"] = np.nan
     out["theory_dice"] = np.nan
+    out["theory_ce_threshold"] = np.nan
     synthetic = out[out["task"] == "synthetic"]
     by_options: dict[str, tuple[dict[str, Any], list[Any]]] = {}
     for run_dir, rows in synthetic.groupby("run_dir"):
@@ -141,4 +145,5 @@ def attach_theory_volumes(cases: pd.DataFrame, caches: Sequence[str | Path] = ()
         table = cached_theory(options, ids, caches, progress).set_index("case_id")
         out.loc[index, "theory_volume"] = table.loc[ids, "dice_optimal"].to_numpy()
         out.loc[index, "theory_dice"] = table.loc[ids, "dice_optimal_dice"].to_numpy()
+        out.loc[index, "theory_ce_threshold"] = table.loc[ids, "ce_threshold"].to_numpy()
     return out

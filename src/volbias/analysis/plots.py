@@ -43,7 +43,7 @@ LOSS_COLOURS: dict[str, str] = {
 REFERENCE_COLOUR = "#000000"
 """Colour of references drawn with the losses: identity lines, expected volumes, theory curves."""
 
-TEXT_WIDTH = 7.2
+TEXT_WIDTH = 7.6
 """Width (inches, at the figures' 100 dpi) of the book's text column; figures are made no wider."""
 
 FIGURE_DPI = 100
@@ -64,7 +64,7 @@ def use_book_style() -> None:
     The default colour cycle is seaborn's "dark" palette, for series that are not losses (radii,
     settings); a loss is always drawn in :func:`loss_colour`, so that no other series borrows its colour.
     """
-    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9, palette="dark",
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=1.05, palette="dark",
                   rc={"figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "figure.constrained_layout.use": True,
                       "legend.frameon": True, "legend.framealpha": 0.9, "axes.titleweight": "normal",
                       "image.cmap": "viridis"})

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from volbias.training.run_files import find_runs, load_runs
+from volbias.training.run_files import find_runs, load_runs, read_config
 
 MANIFEST = "manifest.json"
 MANIFEST_KEYS: tuple[str, ...] = ("commit", "versions", "hardware", "seed")
@@ -109,14 +109,54 @@ def read_manifest(result_dir: str | Path) -> dict[str, Any]:
 
 
 def read_result_set(result_dir: str | Path) -> ResultSet:
-    """One result set: manifest and the cases of all its finished runs (``source`` column = its name)."""
+    """One result set: manifest and the cases of all its finished runs.
+
+    Added columns: ``source`` (the set's name), ``experiment`` (the first folder below the set, e.g.
+    ``brain_tumour``) and ``budget`` (the training-length factor of an experiment named ``<name>_x<factor>``,
+    else 1).
+    """
     result_dir = Path(result_dir)
     manifest = read_manifest(result_dir)
     if not find_runs(result_dir):
         raise ValueError(f"{result_dir}: no finished runs (folders with cases.csv and DONE)")
     cases = load_runs(result_dir)
     cases["source"] = result_dir.name
+    cases["experiment"] = [Path(d).relative_to(result_dir).parts[0] for d in cases["run_dir"]]
+    budget = cases["experiment"].str.extract(r"_x(\d+(?:\.\d+)?)$")[0].astype(float)
+    cases["budget"] = budget.fillna(1.0)
     return ResultSet(result_dir.name, result_dir, manifest, cases)
+
+
+def _config_key(run_dir: str | Path) -> str:
+    return json.dumps(read_config(run_dir), sort_keys=True, default=str)
+
+
+def live_vs_stored(live: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """Runs of ``live`` whose ``config.yaml`` equals a stored run's, with how their cases compare.
+
+    One row per such pair: ``run`` (the live run's folder), ``stored_run``, ``cases`` (matched on
+    ``case_id``), ``identical`` (every number of every case equal to the last digit) and ``largest_difference``
+    with the ``column`` where it occurs. Cases present in only one of the two count as a difference.
+    """
+    stored_dirs = {_config_key(d): d for d in stored["run_dir"].dropna().unique()}
+    rows = []
+    numeric = [c for c in live.columns if c in stored.columns and pd.api.types.is_numeric_dtype(live[c])
+               and c not in ("fold", "seed", "budget")]
+    for run_dir in live["run_dir"].dropna().unique():
+        twin = stored_dirs.get(_config_key(run_dir))
+        if twin is None:
+            continue
+        a = live[live["run_dir"] == run_dir].set_index("case_id")
+        b = stored[stored["run_dir"] == twin].set_index("case_id")
+        shared = a.index.intersection(b.index)
+        columns = [c for c in numeric if a[c].notna().any() or b[c].notna().any()]
+        gaps = (a.loc[shared, columns].astype(float) - b.loc[shared, columns].astype(float)).abs().max()
+        largest = float(gaps.max()) if len(gaps) else 0.0
+        same = len(shared) == len(a) == len(b) and bool((gaps.fillna(0.0) == 0).all())
+        rows.append({"run": "/".join(Path(run_dir).parts[-4:]), "stored_run": twin,
+                     "cases": len(shared), "identical": same, "largest_difference": largest,
+                     "column": str(gaps.idxmax()) if largest > 0 else ""})
+    return pd.DataFrame(rows, columns=["run", "stored_run", "cases", "identical", "largest_difference", "column"])
 
 
 def read_result_sets(root: str | Path) -> list[ResultSet]:
@@ -125,3 +165,13 @@ def read_result_sets(root: str | Path) -> list[ResultSet]:
     if not root.is_dir():
         return []
     return [read_result_set(p) for p in sorted(root.iterdir()) if (p / MANIFEST).is_file()]
+
+
+def stored_experiment(root: str | Path, name: str, experiment: str) -> pd.DataFrame | None:
+    """The cases of one experiment (e.g. ``"lidc"``, ``"brain_tumour_x2"``) of the result set ``root/name``, or
+    None when there is no such set (a chapter then shows its own runs only)."""
+    folder = Path(root) / name
+    if not (folder / MANIFEST).is_file():
+        return None
+    cases = read_result_set(folder).cases
+    return cases[cases["experiment"] == experiment].reset_index(drop=True)
