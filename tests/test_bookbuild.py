@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,55 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert run(clean).returncode == 0
     failed = run(clean, missing)
     assert failed.returncode == 1 and "missing.ipynb: no code cell tagged 'parameters'" in failed.stderr
+
+
+def test_values_glued_as_numpy_scalars_are_flagged_at_any_profile(tmp_path: Path) -> None:
+    chapter = _notebook(tmp_path / "numpy.ipynb", [
+        ("code", "profile = 'cpu'", ["parameters"]),
+        ("code", "from myst_nb import glue\nimport numpy as np\nvalues = np.array([0.25, 0.75])\n"
+                 "glue('as_python', float(values.mean()), display=False)\n"
+                 "glue('as_list', values.tolist(), display=False)\n"
+                 "glue('sentence', 'np.float64 is a type', display=False)", []),
+        ("code", "glue('as_numpy', values.mean(), display=False)\nglue('flag', values.mean() > 0, display=False)\n"
+                 "glue('listed', list(values), display=False)", []),
+    ])
+    out = bookbuild.execute_chapter(chapter, tmp_path / "numpy-out.ipynb", {"profile": "smoke"})
+    problems = [p.problem for p in bookbuild.check_executed([out])]
+    flagged = sorted(re.search(r"glues '(\w+)'", p)[1] for p in problems)
+    assert flagged == ["as_numpy", "flag", "listed"]
+    assert all(p.startswith("cell 2 ") for p in problems)
+    assert bookbuild.read_glued(out)["as_numpy"] == 0.5  # still readable by the tests
+
+
+def test_missing_images_are_named_by_page(tmp_path: Path) -> None:
+    html = tmp_path / "html"
+    (html / "chapters").mkdir(parents=True)
+    (html / "_images").mkdir()
+    (html / "_images" / "shown.png").write_bytes(b"png")
+    (html / "chapters" / "intro.html").write_text(
+        '<img alt="x" src="../_images/shown.png" /><img src="../_images/pasted.png" />'
+        '<img src="data:image/png;base64,AAAA" /><img class="logo" src="https://example.org/logo.png">')
+    (html / "index.html").write_text('<img src="_images/shown.png">')
+    assert bookbuild.missing_images(html) == ["chapters/intro.html: ../_images/pasted.png"]
+
+
+def test_a_figure_pasted_from_a_page_that_does_not_show_it_fails_the_build(repo_root: Path, tmp_path: Path) -> None:
+    book = tmp_path / "book"
+    (book / "chapters").mkdir(parents=True)
+    for name in bookbuild.BOOK_FILES:
+        shutil.copy2(repo_root / name, book / name)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: chapters/intro\nchapters:\n  - file: chapters/results\n")
+    (book / "chapters" / "intro.md").write_text("# Intro\n\n:::{glue} fig-pasted\n:doc: results.ipynb\n:::\n\n"
+                                                "{glue:text}`results.ipynb::count:d` verdicts.\n")
+    _notebook(book / "chapters" / "results.ipynb", [
+        ("markdown", "# Results", []),
+        ("code", "profile = 'cpu'", ["parameters"]),
+        ("code", "import matplotlib.pyplot as plt\nfrom myst_nb import glue\nfig, ax = plt.subplots(figsize=(1, 1))\n"
+                 "glue('fig-pasted', fig, display=False)\nplt.close(fig)\nglue('count', 3, display=False)", []),
+    ])
+    result = subprocess.run([sys.executable, "-m", "volbias.bookbuild", "build", "--profile", "smoke",
+                             "--root", str(book)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Pages refer to images that are not in the book" in result.stderr
+    assert re.search(r"chapters/intro\.html: \.\./_images/[0-9a-f]{64}\.png", result.stderr)
+    assert '<span class="pasted-text">3</span> verdicts' in (book / "_build/html/chapters/intro.html").read_text()

@@ -1,13 +1,16 @@
 """The built book in a real browser (headless Chromium, driven by Playwright): every page is checked
-as a reader would see it, offline, and a screenshot of it is written for review.
+as a reader would see it, offline, at the theme's default layout in a 1400 px wide window, and a screenshot of
+it is written for review.
 
-Checks per page: nothing wider than the text column or the page (wide content must scroll in its own
-box), every image loaded, every math element typeset by the book's own MathJax (no raw TeX left in the
-text), no visible code line running out of its block, nothing fetched from the network.
+Checks per page: every table fits its text column (the theme's full-width layout: the page) and shows all
+its columns without horizontal scrolling, named by its caption; nothing else wider than the text column or
+the page (other wide content must scroll in its own box); every image loaded; every math element typeset by
+the book's own MathJax (no raw TeX left in the text); no visible code line running out of its block;
+nothing fetched from the network.
 
-- ``make test`` builds a tiny book with the repository's ``_config.yml`` and ``_static/`` (a chapter
-  that uses the table, figure and glue helpers) into a temporary folder and checks it; the checks
-  themselves are tested on hand-made broken pages.
+- ``make test`` builds a tiny book with the repository's ``_config.yml``, ``_static/`` and landing page (a
+  results chapter that glues the landing page's values and uses the table, figure and glue helpers) into a
+  temporary folder and checks it; the checks themselves are tested on hand-made broken pages.
 - ``make check-browser`` (CI, after ``make book``) checks every page of the real build instead:
   ``VOLBIAS_BOOK_HTML=_build/html``; screenshots go to ``_build/screenshots/`` (or
   ``$VOLBIAS_SCREENSHOTS``) with ``report.txt``, which also lists figures shown shrunk.
@@ -33,7 +36,8 @@ from volbias import bookbuild
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT = {"width": 1400, "height": 900}
+"""The reader's window: the theme's default layout at this width has both sidebars."""
 TIMEOUT_MS = 180_000
 """Limit of each page load, script and screenshot: a first load in a fresh Chromium on a busy 2-core machine
 (the test suite runs two workers) has taken over 30 s, playwright's default."""
@@ -78,15 +82,32 @@ async () => {
   if (document.documentElement.scrollWidth > page + 1)
     problems.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px > ${page} px`);
   const column = article.getBoundingClientRect();
+  const wideLayout = '.full-width, .full_width, .tag_full-width, .tag_full_width';
+  for (const table of article.querySelectorAll('table')) {
+    if (!visible(table)) continue;
+    const caption = table.querySelector('caption');
+    const header = [...table.querySelectorAll('th')].slice(0, 4).map((th) => th.textContent.trim()).join(', ');
+    const name = caption ? `"${caption.textContent.trim().replace(/\s+/g, ' ').slice(0, 90)}"`
+                         : `without a caption (columns: ${header.slice(0, 80)})`;
+    let scrolls = null;
+    for (let box = table; box && box !== article && !scrolls; box = box.parentElement)
+      if (getComputedStyle(box).overflowX !== 'visible' && box.scrollWidth > box.clientWidth + 1) scrolls = box;
+    const right = table.closest(wideLayout) ? page : column.right;
+    const edge = table.getBoundingClientRect().right;
+    if (scrolls)
+      problems.push(`table ${name} needs horizontal scrolling: ${scrolls.scrollWidth - scrolls.clientWidth} px hidden`);
+    else if (edge > right + 1)
+      problems.push(`table ${name} passes the text column by ${Math.round(edge - right)} px`);
+  }
   const reported = [];
   for (const el of article.querySelectorAll('*')) {
-    if (!visible(el) || reported.some((r) => r.contains(el))) continue;
+    if (!visible(el) || el.closest('table') || reported.some((r) => r.contains(el))) continue;
     let clipped = false;
     for (let up = el.parentElement; up && up !== article; up = up.parentElement)
       if (getComputedStyle(up).overflowX !== 'visible') { clipped = true; break; }
     if (clipped) continue;
     const box = el.getBoundingClientRect();
-    const right = el.closest('.full-width, .margin, aside') ? page : column.right;
+    const right = el.closest(`${wideLayout}, .margin, aside`) ? page : column.right;
     if (box.width > 0 && box.right > right + 1) {
       reported.push(el);
       problems.push(`${describe(el)} overruns the column by ${Math.round(box.right - right)} px`);
@@ -215,13 +236,20 @@ def check_book(browser: Browser, html: Path, screenshots: Path) -> list[PageRepo
 GOOD_PAGE = """<!doctype html><html><head><style>
   body { margin: 0; } article { width: 600px; margin: 0 auto; }
   .scroll { display: block; overflow-x: auto; max-width: 100%; }
+  .full-width { width: 136%; max-width: 136%; }
   pre { white-space: pre-wrap; }
 </style></head><body><article>
   <p>Text.</p>
-  <table class="scroll"><tr><td style="min-width: 1500px">a wide table that scrolls in its box</td></tr></table>
+  <div class="scroll"><div style="min-width: 1500px">a wide printout that scrolls in its box</div></div>
+  <table class="scroll"><caption>A table that fits.</caption><tr><th>group</th><th>bias</th></tr>
+    <tr><td>A</td><td>+6.3 % [-2.0, +14.1]</td></tr></table>
+  <table class="scroll full-width"><caption>A full-width table.</caption>
+    <tr><td style="min-width: 780px">wider than the column, within the full width</td></tr></table>
   <pre>x = 1  # a code line long enough to wrap inside its block ....................................................</pre>
   <img src="IMAGE" width="200">
 </article></body></html>"""
+
+WIDE_CELL = '<tr><td style="min-width: 900px; white-space: nowrap">the bias of the thresholded volume</td></tr>'
 
 
 def _write(tmp_path: Path, name: str, html: str) -> str:
@@ -245,6 +273,17 @@ def test_a_clean_page_passes(browser: Browser, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "expected"), [
     (("<p>Text.</p>", '<div style="width: 900px">a wide block</div>'), "overruns the column by 300 px"),
+    (("<p>Text.</p>", f'<table class="scroll"><caption>Verdicts, cut.</caption>{WIDE_CELL}</table>'),
+     'table "Verdicts, cut." needs horizontal scrolling'),
+    (("<p>Text.</p>", f'<div class="scroll"><table><caption>In a box.</caption>{WIDE_CELL}</table></div>'),
+     'table "In a box." needs horizontal scrolling'),
+    (("<p>Text.</p>", f'<div style="overflow: hidden"><table><caption>Hidden.</caption>{WIDE_CELL}</table></div>'),
+     'table "Hidden." needs horizontal scrolling'),
+    (("<p>Text.</p>", f"<table><caption>Too wide.</caption>{WIDE_CELL}</table>"),
+     'table "Too wide." passes the text column by'),
+    (("<p>Text.</p>", f"<table><tr><th>group</th><th>p (Holm)</th></tr>{WIDE_CELL}</table>"),
+     "table without a caption (columns: group, p (Holm)) passes the text column"),
+    (("min-width: 780px", "min-width: 1500px"), 'table "A full-width table." needs horizontal scrolling'),
     (("white-space: pre-wrap", "white-space: pre"), "code runs out of its block"),
     (('src="IMAGE"', 'src="missing.png"'), "image not loaded: missing.png"),
     (("<p>Text.</p>", '<p><span class="math">\\(\\sum_i p_i\\)</span></p>'), "math not typeset"),
@@ -262,15 +301,18 @@ def test_each_check_catches_its_problem(browser: Browser, tmp_path: Path, change
     assert any(expected in problem for problem in report.problems), report.problems
 
 
-# --- a tiny book built with the book's own configuration ---------------------------------------------
+# --- a tiny book built with the book's own configuration and landing page ----------------------------
 
-TINY_TOC = "format: jb-book\nroot: chapters/tiny\n"
+TINY_PAGES = ("chapters/intro.md", "chapters/references.md")
+"""Pages of the real book in the tiny book; the landing page's other links get stub pages."""
+
 TINY_CELLS = [
-    ("markdown", "# A tiny chapter\n\nInline math $\\sum_i p_i$ and a glued sentence: {glue:md}`tiny_sentence:myst`.\n"
-                 "{numref}`fig-tiny-curve` shows a curve.", []),
+    ("markdown", "# Results in small\n\nInline math $\\sum_i p_i$ and a glued sentence: {glue:md}`tiny_sentence:myst`.\n"
+                 "{numref}`fig-tiny-curve` shows a curve, and {glue:md}`headline-summary:myst`", []),
     ("code", "profile = 'cpu'", ["parameters"]),
-    ("code", "import numpy as np\nimport pandas as pd\nfrom IPython.display import Markdown\n"
-             "from myst_nb import glue\n\nfrom volbias.analysis import plots, present\n\nplots.use_book_style()\n"
+    ("code", "import numpy as np\nimport pandas as pd\nfrom IPython.display import Markdown, display\n"
+             "from myst_nb import glue\n\nfrom volbias.analysis import headline, plots, present, verdict_figure\n\n"
+             "plots.use_book_style()\nnan = float('nan')\n"
              "glue('tiny_sentence', Markdown('the expected volume $\\\\sum_i p_i$ is unbiased'), display=False)",
      ["hide-input"]),
     ("code", "fig, axes = plots.new_figure(3)\nfor ax, loss in zip(axes, ['ce', 'sd', 'ce-sd']):\n"
@@ -279,56 +321,135 @@ TINY_CELLS = [
              "plots.glue_figure('fig-tiny-curve', fig)", ["hide-input"]),
     ("markdown", ":::{glue:figure} fig-tiny-curve\n:name: fig-tiny-curve\nThree panels, two per row.\n:::", []),
     ("code", "x = 1  # " + "a long comment line " * 8, []),
-    ("code", "wide = pd.DataFrame({'task': ['LIDC'] * 2, 'loss': ['ce', 'sd'], 'n': [4, 4],\n"
+    ("code", "groups = ['book (cpu): synthetic, independent noise, sigma/R = 0.9', 'book (cpu): LIDC, all nodules']\n"
+             "wide = pd.DataFrame({'group': groups, 'loss': ['ce', 'sd'], 'n': [4, 4],\n"
              "                     'bias_soft': [0.063, -0.2], 'bias_soft_ci_low': [-0.02, -0.3],\n"
-             "                     'bias_soft_ci_high': [0.141, -0.1]})\n"
-             "for k in range(8):\n    wide[f'a long column header number {k}'] = ['a long cell value'] * 2\n"
-             "present.table(wide, {'task': present.text('task', present.TASK_NAMES),\n"
-             "    'loss': present.text('loss', present.LOSS_NAMES), 'n': present.count('cases'),\n"
-             "    'bias_soft': present.estimate('bias', as_percent=True),\n"
-             "    **{c: c for c in wide.columns if c.startswith('a long')}})", []),
+             "                     'bias_soft_ci_high': [0.141, -0.1], 'bias_hard': [0.1, -0.25],\n"
+             "                     'bias_hard_ci_low': [0.01, -0.36], 'bias_hard_ci_high': [0.2, -0.14],\n"
+             "                     'p': [0.0004, 0.0345], 'p_holm': [0.0008, 0.0345], 'version': ['0.1.0+g1a2b3c4d'] * 2})\n"
+             "codes = present.short_labels(groups)\n"
+             "columns = {'group': present.text('group', codes), 'loss': present.text('loss', present.LOSS_NAMES),\n"
+             "           'n': present.count('cases'), 'bias_soft': present.estimate('bias of the soft volume', as_percent=True),\n"
+             "           'bias_hard': present.estimate('bias of the thresholded volume', as_percent=True),\n"
+             "           'p': present.p_value('p'), 'p_holm': present.p_value('p (Holm)'), 'version': 'code version'}\n"
+             "display(present.legend(codes, caption='Groups.'),\n"
+             "        present.table(wide, {c: columns[c] for c in ('group', 'loss', 'n', 'bias_soft')}, caption='Inline.'),\n"
+             "        *present.split_table(wide, columns, keys=['group', 'loss'],\n"
+             "                             parts=[['n', 'bias_soft', 'bias_hard'], ['p', 'p_holm', 'version']],\n"
+             "                             captions=['Volume bias.', 'Tests.'], ci='below'),\n"
+             "        present.table(wide.assign(note=['a note that is long enough to need the full width ' * 3] * 2),\n"
+             "                      {**columns, 'note': 'note'}, caption='Full width.', ci='below', layout='full-width'))",
+     ["hide-input"]),
+    ("code", "theory = headline.theory_curves((0.1, 0.5, 0.9), (0.5,), n_cases=2)\n"
+             "measured = pd.DataFrame([('phantoms', 'a', 0.5, 0.2, 0.1, 0.3, 'sd', 'thresholded'),\n"
+             "                         ('LIDC', 'b', 0.24, 0.0, -0.05, 0.05, 'ce', 'soft')],\n"
+             "                        columns=list(headline.MEASURED_COLUMNS))\n"
+             "plots.glue_figure('fig-headline', headline.headline_figure(theory, measured))\n"
+             "verdicts = pd.DataFrame([('1', 'SD gives higher Dice', 'A', 0.02, 0.01, 0.03, nan, nan, 'dice', 'yes'),\n"
+             "                         ('2', 'SD biases the volume', 'B', 0.1, nan, nan, -0.05, 0.05, 'percent', 'underpowered')],\n"
+             "                        columns=list(verdict_figure.REQUIRED_COLUMNS))\n"
+             "plots.glue_figure('fig-results-verdicts', verdict_figure.verdict_forest(verdicts))\n"
+             "counts = verdicts['verdict'].value_counts()\n"
+             "for verdict in ('yes', 'no', 'inconclusive', 'underpowered'):\n"
+             "    glue(f'verdict-count-{verdict}', int(counts.get(verdict, 0)), display=False)\n"
+             "glue('headline-summary', headline.Summary('Soft Dice **biases** the volume.'), display=False)",
+     ["hide-input"]),
+    ("markdown", ":::{glue:figure} fig-headline\n:name: fig-headline\nThe headline.\n:::\n\n"
+                 ":::{glue:figure} fig-results-verdicts\n:name: fig-results-verdicts\nThe verdicts.\n:::", []),
 ]
+
+
+def _stub_pages(intro: str) -> list[str]:
+    """The pages the landing page links to ({doc}`name`) that the tiny book does not have."""
+    names = dict.fromkeys(re.findall(r"\{doc\}`([^`<]+)`", intro))
+    return [name for name in names if f"chapters/{name}.md" not in TINY_PAGES and name != "results"]
 
 
 @pytest.fixture(scope="module")
 def tiny_book(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-chapter book built with the repository's configuration and style sheet; its HTML folder."""
+    """A small book built with the repository's configuration, style sheet and landing page; its HTML folder.
+
+    Its results chapter glues what the landing page pastes (headline figure, summary, verdict counts) and
+    uses the table, figure and glue helpers.
+    """
     root = tmp_path_factory.mktemp("tiny-book")
-    for name in ("_config.yml", "references.bib"):
+    for name in ("_config.yml", "references.bib", *TINY_PAGES):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo_root / name, root / name)
     shutil.copytree(repo_root / "_static", root / "_static")
-    (root / "_toc.yml").write_text(TINY_TOC)
-    (root / "chapters").mkdir()
+    stubs = _stub_pages((root / "chapters" / "intro.md").read_text())
+    for name in stubs:
+        (root / "chapters" / f"{name}.md").write_text(f"# {name}\n\nA stand-in for the chapter '{name}'.\n")
+    files = ["results", *stubs, "references"]
+    (root / "_toc.yml").write_text("format: jb-book\nroot: chapters/intro\nchapters:\n"
+                                   + "".join(f"  - file: chapters/{name}\n" for name in files))
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     for kind, source, tags in TINY_CELLS:
         cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
         cell.metadata["tags"] = tags
         nb.cells.append(cell)
-    nbformat.write(nb, str(root / "chapters" / "tiny.ipynb"))
+    nbformat.write(nb, str(root / "chapters" / "results.ipynb"))
     code = bookbuild.build(root, "smoke", root / "_staging", root)
     assert code == 0, "the tiny book did not build (see the captured output)"
     return root / "_build" / "html"
 
 
 def test_tiny_book_reads_well_offline(browser: Browser, tiny_book: Path) -> None:
-    page = tiny_book / "chapters" / "tiny.html"
+    page = tiny_book / "chapters" / "results.html"
     html = page.read_text()
     assert re.search(r'src="[./]*_static/mathjax/tex-chtml\.js', html), "MathJax is not served from the book"
     assert "cdn.jsdelivr" not in html
     assert (tiny_book / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
-    report = browser.check(page.as_uri(), tiny_book.parent / "screenshots" / "tiny.png")
+    report = browser.check(page.as_uri(), tiny_book.parent / "screenshots" / "results.png")
     assert report.problems == []
-    # the figure is numbered, captioned and referenced by its number; the table has no index column
+    # the figure is numbered, captioned and referenced by its number; the tables have no index column
     assert re.search(r'<span class="caption-number">Fig\. 1 </span>', html)
     assert re.search(r'href="#fig-tiny-curve"[^>]*><span class="std std-numref">Fig\. 1</span>', html)
-    table = html[html.index('class="volbias-table"'):]
+    table = html[html.index("<caption>Inline."):]
     table = table[:table.index("</table>")]
     assert "+6.3 % [-2.0, +14.1]" in table and "cross-entropy (CE)" in table
     assert "row_heading" not in table and "blank level0" not in table
+    assert "+6.3 %<br>[-2.0, +14.1]" in html[html.index("<caption>Volume bias."):]
     # the glued sentence's math became a math element (typeset: the page check above); no injected parameters
     assert re.search(r'the expected volume <span class="math', html)
     assert "# Parameters" not in html
+
+
+def test_the_landing_page_shows_what_the_results_chapter_glued(browser: Browser, tiny_book: Path) -> None:
+    intro = (tiny_book / "chapters" / "intro.html").read_text()
+    results = (tiny_book / "chapters" / "results.html").read_text()
+    images = re.findall(r'<img[^>]*src="([^"]*_images/[0-9a-f]{64}\.png)"', intro)
+    assert len(images) == 1 and images[0] in results  # the Results chapter's headline figure itself
+    assert "Soft Dice <strong>biases</strong> the volume." in intro
+    counts = re.findall(r'<span class="pasted-text">(\d+)</span>', intro)
+    assert counts == ["1", "0", "0", "1"]  # yes, no, inconclusive, underpowered as glued
+    assert re.search(r'href="results.html#fig-headline"', intro)
+    report = browser.check((tiny_book / "chapters" / "intro.html").as_uri())
+    assert report.problems == []
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ('<div class="cell_output"><div class="output"><table class="volbias-table"><caption>A cut table.</caption>'
+     "WIDE</table></div></div>", 'table "A cut table." needs horizontal scrolling'),
+    ('<div class="cell_output"><div class="output"><table class="volbias-table full-width">'
+     "<caption>Cut at full width.</caption>WIDE</table></div></div>", 'table "Cut at full width." needs horizontal'),
+    ("<table><caption>Past the column.</caption>WIDE</table>", 'table "Past the column." passes the text column'),
+])
+def test_a_cut_table_fails_on_a_page_of_the_book(browser: Browser, tiny_book: Path, table: str,
+                                                 expected: str) -> None:
+    """A table too wide for the column, put into a built page of the book (the theme's real layout)."""
+    page = tiny_book / "chapters" / "results.html"
+    row = "<tr>" + "".join(f'<td style="white-space: nowrap">column {k}: the bias of the thresholded volume</td>'
+                           for k in range(6)) + "</tr>"
+    article = '<article class="bd-article">'
+    html = page.read_text()
+    assert article in html
+    cut = page.with_name("cut.html")
+    cut.write_text(html.replace(article, article + table.replace("WIDE", row), 1))
+    report = browser.check(cut.as_uri())
+    cut.unlink()
+    assert any(expected in problem for problem in report.problems), report.problems
 
 
 def _book_under_test(request: pytest.FixtureRequest) -> tuple[Path, Path]:

@@ -182,3 +182,92 @@ def test_paired_test_preset_names_the_losses() -> None:
     np.testing.assert_allclose(numbers(row[4][1]), source[["mean_diff", "diff_ci_low", "diff_ci_high"]].to_numpy(float),
                                atol=0.0005)
     assert row[5][1] == present.format_p_value(source["p_value"])
+
+
+def test_short_labels_are_unique_codes_in_order_of_appearance() -> None:
+    names = [f"a long group name number {k}" for k in range(30)]
+    codes = present.short_labels(names + names[:3])
+    assert list(codes) == names  # first appearance, duplicates once
+    assert len(set(codes.values())) == len(names)
+
+    def decode(code: str) -> int:  # bijective base 26: A = 1, Z = 26, AA = 27
+        value = 0
+        for letter in code:
+            value = 26 * value + ord(letter) - ord("A") + 1
+        return value
+
+    assert [decode(codes[n]) for n in names] == list(range(1, len(names) + 1))
+    assert present.short_labels(["x", "y"], prefix="S") == {"x": "S1", "y": "S2"}
+
+
+def test_legend_says_what_each_label_stands_for() -> None:
+    codes = present.short_labels(["synthetic, independent noise, sigma/R = 0.9", "LIDC, all nodules"])
+    header, *body = parse(present.legend(codes, caption="Groups.")).rows
+    assert [t for _, t in header] == ["label", "stands for"]
+    assert {row[0][1]: row[1][1] for row in body} == {code: name for name, code in codes.items()}
+
+
+def _bias_frame() -> pd.DataFrame:
+    return pd.DataFrame({"group": ["g1", "g2"], "n": [10, 12], "bias": [0.063, 1.2], "bias_ci_low": [-0.02, 0.4],
+                         "bias_ci_high": [0.141, 2.1], "dice": [0.81, 0.7], "dice_ci_low": [0.8, 0.69],
+                         "dice_ci_high": [0.82, 0.71]})
+
+
+def test_intervals_below_the_estimate_keep_the_numbers() -> None:
+    frame = _bias_frame()
+    columns = {"group": "group", "bias": present.estimate("bias", as_percent=True, decimals=1)}
+    inline, below = (parse(present.table(frame, columns, ci=ci)).rows for ci in ("inline", "below"))
+    assert "<br>[" in present.table(frame, columns, ci="below").to_html()
+    assert "<br>" not in present.table(frame, columns).to_html()
+    for a, b in zip(inline[1:], below[1:]):
+        assert numbers(a[1][1]) == numbers(b[1][1])
+
+
+def test_percent_estimates_show_the_digits_their_intervals_support() -> None:
+    frame = _bias_frame()
+    for rows, decimals in ((frame.iloc[:1], 1), (frame.iloc[1:], 0)):  # half-widths 8 and 85 points
+        (_, row) = parse(present.table(rows, {"bias": present.estimate("bias", as_percent=True)})).rows
+        shown = NUMBER.findall(row[0][1])
+        assert all(len(token.partition(".")[2]) == decimals for token in shown), shown
+        np.testing.assert_allclose(numbers(row[0][1]), 100 * rows[["bias", "bias_ci_low", "bias_ci_high"]].iloc[0],
+                                   atol=0.5 * 10.0 ** -decimals + 1e-9)
+
+
+def test_full_width_layout_only_when_asked() -> None:
+    frame = _bias_frame()
+    narrow = parse(present.table(frame, {"group": "group"}))
+    wide = parse(present.table(frame, {"group": "group"}, layout="full-width"))
+    assert present.FULL_WIDTH_CLASS not in narrow.table_attrs["class"].split()
+    assert present.FULL_WIDTH_CLASS in wide.table_attrs["class"].split()
+    with pytest.raises(ValueError, match="layout"):
+        present.table(frame, {"group": "group"}, layout="wide")
+
+
+def test_split_table_repeats_the_keys_in_every_part() -> None:
+    frame = _bias_frame()
+    columns = {"group": present.text("group"), "n": present.count("cases"),
+               "bias": present.estimate("bias", as_percent=True), "dice": present.estimate("Dice")}
+    first, second = present.split_table(frame, columns, keys=["group"], parts=[["n", "bias"], ["dice"]],
+                                         captions=["Bias.", "Dice."])
+    for styler, headers, caption in ((first, ["group", "cases", "bias"], "Bias."),
+                                     (second, ["group", "Dice"], "Dice.")):
+        cells = parse(styler)
+        assert [t for _, t in cells.rows[0]] == headers and cells.caption.strip() == caption
+        assert [row[0][1] for row in cells.rows[1:]] == list(frame["group"])
+    with pytest.raises(ValueError, match="captions"):
+        present.split_table(frame, columns, keys=["group"], parts=[["n"], ["dice"]], captions=["one"])
+    with pytest.raises(KeyError, match="p_value"):
+        present.split_table(frame, columns, keys=["group"], parts=[["p_value"]])
+
+
+def test_presets_pass_the_layout_on() -> None:
+    cases = _cases()
+    bias = tables.volume_bias_table(cases, by=("task", "loss"), n_resamples=200)
+    summary = tables.summarize(cases, by=("loss",), metrics=("dice",), n_resamples=200)
+    tests = tables.paired_test(cases, "dice", a="ce", b="sd", by=("task",))
+    stylers = [present.volume_bias(bias, ci="below", layout="full-width"),
+               present.summary(summary, groups=("loss",), ci="below", layout="full-width"),
+               present.paired_test(tests, ci="below", layout="full-width")]
+    for styler in stylers:
+        assert "<br>[" in styler.to_html()
+        assert present.FULL_WIDTH_CLASS in parse(styler).table_attrs["class"].split()

@@ -7,13 +7,21 @@ Usage (what ``make book`` runs)::
 
 The chapters are executed into a staging copy of the book (``_staging/``) and the HTML is built from it
 with notebook execution switched off, so a failing cell is reported here, by chapter and cell, instead
-of being rendered silently into a page.
+of being rendered silently into a page. A value glued as a numpy scalar (its text ``np.float64(0.5)``)
+fails the build at every profile, before Sphinx would trip on it (or paste it as it is) at another one.
+
+Pages may paste values glued on another page (the landing page pastes the Results chapter's headline
+figure and verdict counts: ``{glue:text}`results.ipynb::key:d```, ``{glue}`` with ``:doc:``): myst-nb
+resolves these after every page has been read, so the HTML build stays one pass in table-of-contents
+order. A figure pasted so is not copied into the book by itself; the page that glues it must show it
+too, and the build fails when a page refers to an image that is not in the built book.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +35,8 @@ import yaml
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 BOOK_DIRS = ("_static",)
 GLUE_MIME_PREFIX = "application/papermill.record/"
+NUMPY_REPR = re.compile(r"\bnp\.(?:[a-z]+\d*_?\(|True_|False_)|^\s*array\(")
+"""Text of a glued numpy value (``np.float64(0.5)``, ``np.True_``, ``array([...])``): glue a Python value."""
 
 
 class ChapterError(RuntimeError):
@@ -76,19 +86,41 @@ def check_committed(paths: list[Path]) -> list[HygieneProblem]:
 
 
 def check_executed(paths: list[Path]) -> list[HygieneProblem]:
-    """Problems of executed chapters: any error output (cells numbered as in the committed chapter)."""
+    """Problems of executed chapters: any error output, any value glued as a numpy repr.
+
+    Cells are numbered as in the committed chapter. A glued numpy scalar pastes as ``np.float64(0.5)``
+    and breaks a formatted ``{glue:text}`` only at the profile where it occurs; it is flagged wherever it
+    is glued, so that every profile catches it.
+    """
     problems = []
     for path in paths:
         nb = _read_notebook(path)
         for index, cell in enumerate(nb.cells):
             for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                source_index = _source_cell_index(nb, index)
                 if output.get("output_type") == "error":
-                    source_index = _source_cell_index(nb, index)
                     problems.append(
                         HygieneProblem(path, f"cell {source_index} has an error output: {output.get('ename')}: "
                                              f"{output.get('evalue')}")
                     )
+                name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+                text = output.get("data", {}).get(GLUE_MIME_PREFIX + "text/plain", "")
+                if name is not None and NUMPY_REPR.search(str(text)):
+                    problems.append(HygieneProblem(path, f"cell {source_index} glues {name!r} as a numpy value "
+                                                         f"({str(text)[:40]}): glue float(...), int(...) or "
+                                                         f".tolist() instead"))
     return problems
+
+
+def missing_images(html: Path) -> list[str]:
+    """Images the built pages refer to that are not in the book: ``"page: src"`` per missing file."""
+    missing = []
+    for page in sorted(html.rglob("*.html")):
+        for src in re.findall(r'<img[^>]*?\ssrc="([^"]+)"', page.read_text(errors="replace")):
+            if re.match(r"[a-z][a-z0-9+.-]*:", src) or (page.parent / src).resolve().exists():
+                continue
+            missing.append(f"{page.relative_to(html)}: {src}")
+    return missing
 
 
 def toc_chapters(book_root: Path) -> list[Path]:
@@ -306,6 +338,11 @@ def build(book_root: Path, profile: str, staging: Path, html_out: Path) -> int:
     if result.returncode != 0:
         print("\nThe HTML build failed (Sphinx warnings are errors); see the warnings above.", file=sys.stderr)
         return result.returncode
+    missing = missing_images(html_out / "_build" / "html")
+    if missing:
+        print("\nPages refer to images that are not in the book (a figure pasted from another page must be "
+              "shown on that page too):", *missing, sep="\n  ", file=sys.stderr)
+        return 1
     print(f"[book] built {html_out / '_build' / 'html' / 'index.html'}", flush=True)
     return 0
 

@@ -4,19 +4,30 @@ Every table of the book goes through :func:`table` (or one of the presets built 
 :func:`volume_bias`, :func:`summary`, :func:`paired_test`), used as ``present.table(...)``
 (the module is not called ``display``, which would hide IPython's ``display`` in notebooks): it hides the index,
 spells out group names (losses, tasks), writes estimates with their confidence intervals as
-``+6.3 % [-2.0, +14.1]`` (fractions in, percent out) or ``0.873 [0.851, 0.897]``, puts units into
-the headers, and marks the table with the class ``volbias-table``, which the book's style sheet
-(``_static/volbias.css``) turns into a box that scrolls sideways instead of widening the page.
+``+6.3 % [-2.0, +14.1]`` (fractions in, percent out) or ``0.873 [0.851, 0.897]``, to the digits their
+interval supports, puts units into the headers, and marks the table with the class ``volbias-table``.
+
+Every table must fit the book's text column (the browser check fails on one that does not). What makes
+a table fit:
+
+- short row labels: :func:`short_labels` gives long group names codes, and :func:`legend` is the small
+  table that says what each code stands for (use the codes in the table through ``text(header, names)``);
+- ``ci="below"``: each estimate's interval on a second line of its cell, which halves the width of
+  estimate columns;
+- :func:`split_table`: one table per question, each with the key columns, instead of one wide table;
+- ``layout="full-width"``: the theme's full-width layout (the text column plus the right margin), only
+  for a table that still needs it.
 
 The result is a pandas ``Styler`` (pandas' own HTML table renderer); a notebook cell that ends with
-one shows the table. What pandas lacks, and is written here, is only the number formatting.
+one shows the table (several: ``display(*tables)``). What pandas lacks, and is written here, is only the
+number formatting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -25,10 +36,19 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 TABLE_CLASS = "volbias-table"
-"""CSS class of every book table (``_static/volbias.css`` makes it scroll inside its own box)."""
+"""CSS class of every book table (``_static/volbias.css``)."""
+
+FULL_WIDTH_CLASS = "full-width"
+"""CSS class of a table laid out over the text column and the right margin (the theme's full width)."""
 
 SHORT_TEXT = 24
 """Text columns with values up to this many characters are kept on one line; longer text wraps."""
+
+LONG_TEXT_WIDTH = "9em"
+"""Narrowest width of a column of longer text, so that it wraps into a few lines, not one word per line."""
+
+Layout = Literal["column", "full-width"]
+CiPlacement = Literal["inline", "below"]
 
 MISSING = "–"
 """How a missing value (NaN) is shown."""
@@ -258,18 +278,30 @@ def _format_column(frame: pd.DataFrame, source: str, column: Column) -> list[str
     low, high = _ci_columns(frame, source, column)
     decimals = column.decimals
     if decimals is None:
-        decimals = 1 if column.as_percent else auto_decimals((frame[high] - frame[low]) / 2)
+        half = (frame[high] - frame[low]) / 2
+        decimals = min(1, auto_decimals(100 * half)) if column.as_percent else auto_decimals(half)
     return [format_estimate(v, lo, hi, as_percent=column.as_percent, decimals=decimals, signed=column.signed)
             for v, lo, hi in zip(values, frame[low], frame[high])]
 
 
-def table(frame: pd.DataFrame, columns: Mapping[str, Column | str], caption: str | None = None) -> Styler:
+def _ci_below(shown: str) -> str:
+    """An estimate's interval moved to a second line of its cell: ``+6.3 %<br>[-2.0, +14.1]``."""
+    value, bracket, interval = shown.partition(" [")
+    return f"{value}<br>{bracket.strip()}{interval}" if bracket else shown
+
+
+def table(frame: pd.DataFrame, columns: Mapping[str, Column | str], caption: str | None = None,
+          ci: CiPlacement = "inline", layout: Layout = "column") -> Styler:
     """Render ``frame`` for readers: the ``columns`` in their order, formatted, without the index.
 
     ``columns`` maps a column of ``frame`` to its :class:`Column` (or just a header for a text
-    column). Numbers are right-aligned and, like short labels, kept on one line; the table gets the
-    class :data:`TABLE_CLASS`.
+    column). Numbers are right-aligned and, like short labels, kept on one line; longer text wraps
+    within at least :data:`LONG_TEXT_WIDTH`. ``ci="below"`` puts each estimate's interval on a second
+    line of its cell; ``layout="full-width"`` lets the table use the right margin too (only where a
+    table cannot be made to fit the column). The table gets the class :data:`TABLE_CLASS`.
     """
+    if ci not in ("inline", "below") or layout not in ("column", "full-width"):
+        raise ValueError(f"ci must be 'inline' or 'below' and layout 'column' or 'full-width', got {ci!r}, {layout!r}")
     specs = {source: text(spec) if isinstance(spec, str) else spec for source, spec in columns.items()}
     missing = [source for source in specs if source not in frame.columns]
     if missing:
@@ -278,17 +310,67 @@ def table(frame: pd.DataFrame, columns: Mapping[str, Column | str], caption: str
     shown = pd.DataFrame({spec.title: _format_column(frame, source, spec) for source, spec in specs.items()})
     if shown.columns.has_duplicates:
         raise ValueError(f"two columns share a header: {list(shown.columns)}")
-    digest = hashlib.sha1(shown.to_json().encode() + (caption or "").encode()).hexdigest()[:10]
+    if ci == "below":
+        for title in [spec.title for spec in specs.values() if spec.kind == "estimate"]:
+            shown[title] = shown[title].map(_ci_below)
+    digest = hashlib.sha1(shown.to_json().encode() + (caption or "").encode() + layout.encode()).hexdigest()[:10]
     styler = Styler(shown, uuid=f"t{digest}", cell_ids=False, caption=caption)
     numeric = [spec.title for spec in specs.values() if spec.kind != "text"]
-    short_text = [spec.title for spec in specs.values()
-                  if spec.kind == "text" and shown[spec.title].str.len().max() <= SHORT_TEXT]
-    styler = styler.hide(axis="index").set_table_attributes(f'class="{TABLE_CLASS}"')
+    texts = [spec.title for spec in specs.values() if spec.kind == "text"]
+    short_text = [title for title in texts if shown[title].str.len().max() <= SHORT_TEXT]
+    long_text = [title for title in texts if title not in short_text]
+    classes = TABLE_CLASS if layout == "column" else f"{TABLE_CLASS} {FULL_WIDTH_CLASS}"
+    styler = styler.hide(axis="index").set_table_attributes(f'class="{classes}"')
     if numeric:
         styler = styler.set_properties(subset=numeric, **{"text-align": "right", "white-space": "nowrap"})
     if short_text:
         styler = styler.set_properties(subset=short_text, **{"white-space": "nowrap"})
+    if long_text:
+        styler = styler.set_properties(subset=long_text, **{"min-width": LONG_TEXT_WIDTH})
     return styler
+
+
+def short_labels(names: Iterable[str], prefix: str = "") -> dict[str, str]:
+    """Short codes for long row names, in order of first appearance: ``A``, ``B``, ... (``Z``, ``AA``, ...).
+
+    With a ``prefix`` the codes are numbered instead: ``S1``, ``S2``, ... for ``prefix="S"``. Show them in
+    a table through ``text(header, names=codes)`` and say what they stand for with :func:`legend`.
+    """
+    def letters(index: int) -> str:
+        code = ""
+        index += 1
+        while index:
+            index, rest = divmod(index - 1, 26)
+            code = chr(ord("A") + rest) + code
+        return code
+
+    unique = list(dict.fromkeys(str(n) for n in names))
+    return {name: f"{prefix}{i + 1}" if prefix else letters(i) for i, name in enumerate(unique)}
+
+
+def legend(labels: Mapping[str, str], caption: str | None = None, code: str = "label",
+           meaning: str = "stands for") -> Styler:
+    """The table that says what each short label stands for: ``labels`` maps full names to codes."""
+    frame = pd.DataFrame({"code": list(labels.values()), "name": list(labels.keys())})
+    return table(frame, {"code": text(code), "name": text(meaning)}, caption)
+
+
+def split_table(frame: pd.DataFrame, columns: Mapping[str, Column | str], keys: Sequence[str],
+                parts: Sequence[Sequence[str]], captions: Sequence[str | None] | None = None,
+                ci: CiPlacement = "inline") -> list[Styler]:
+    """One table per part of a wide table, each with the ``keys`` columns first: show with ``display(*tables)``.
+
+    ``columns`` describes every column as in :func:`table`; ``parts`` lists the other columns of each
+    table (split by the question each part answers); ``captions`` gives one caption per part.
+    """
+    captions = list(captions) if captions is not None else [None] * len(parts)
+    if len(captions) != len(parts):
+        raise ValueError(f"{len(parts)} parts but {len(captions)} captions")
+    unknown = [c for c in [*keys, *(c for part in parts for c in part)] if c not in columns]
+    if unknown:
+        raise KeyError(f"columns {unknown} are not described in columns")
+    return [table(frame, {c: columns[c] for c in [*keys, *part]}, caption, ci=ci)
+            for part, caption in zip(parts, captions)]
 
 
 def _group_columns(groups: Sequence[str] | Mapping[str, Column | str]) -> dict[str, Column | str]:
@@ -298,11 +380,13 @@ def _group_columns(groups: Sequence[str] | Mapping[str, Column | str]) -> dict[s
 
 
 def volume_bias(bias: pd.DataFrame, groups: Sequence[str] | Mapping[str, Column | str] = ("task", "loss"),
-                       unit: str | None = "ml", caption: str | None = None) -> Styler:
+                       unit: str | None = "ml", caption: str | None = None, ci: CiPlacement = "inline",
+                       layout: Layout = "column") -> Styler:
     """A :func:`volbias.analysis.tables.volume_bias_table` for readers.
 
     Columns: the groups, the number of cases, the mean reference volume (in ``unit``), and the
-    relative bias of the soft and the thresholded volume in percent with 95% CIs.
+    relative bias of the soft and the thresholded volume in percent with 95% CIs. ``ci``, ``layout``:
+    as in :func:`table`.
     """
     columns = _group_columns(groups)
     columns.update({
@@ -311,7 +395,7 @@ def volume_bias(bias: pd.DataFrame, groups: Sequence[str] | Mapping[str, Column 
         "bias_soft": estimate("bias of the soft volume", as_percent=True),
         "bias_hard": estimate("bias of the thresholded volume", as_percent=True),
     })
-    return table(bias, columns, caption)
+    return table(bias, columns, caption, ci=ci, layout=layout)
 
 
 SUMMARY_METRICS: dict[str, Column] = {
@@ -328,11 +412,11 @@ SUMMARY_METRICS: dict[str, Column] = {
 
 def summary(long: pd.DataFrame, groups: Sequence[str] | Mapping[str, Column | str] = ("task", "loss"),
                    metrics: Sequence[str] | Mapping[str, Column] | None = None, unit: str | None = "ml",
-                   caption: str | None = None) -> Styler:
+                   caption: str | None = None, ci: CiPlacement = "inline", layout: Layout = "column") -> Styler:
     """The ``long`` table of :func:`volbias.analysis.tables.summarize`, one row per group: mean [95% CI] per metric.
 
     ``metrics`` defaults to those present in ``long``, in the order of :data:`SUMMARY_METRICS`;
-    absolute volume errors get ``unit`` in their headers.
+    absolute volume errors get ``unit`` in their headers. ``ci``, ``layout``: as in :func:`table`.
     """
     group_columns = _group_columns(groups)
     keys = list(group_columns)
@@ -358,15 +442,17 @@ def summary(long: pd.DataFrame, groups: Sequence[str] | Mapping[str, Column | st
     for metric, column in metrics.items():
         is_volume = metric.startswith(("err_", "abs_err_")) and column.unit is None
         columns[metric] = replace(column, unit=unit) if is_volume else column
-    return table(pd.DataFrame(rows), columns, caption)
+    return table(pd.DataFrame(rows), columns, caption, ci=ci, layout=layout)
 
 
 def paired_test(tests: pd.DataFrame, groups: Sequence[str] | Mapping[str, Column | str] = ("task",),
-                       unit: str | None = None, as_percent: bool = False, caption: str | None = None) -> Styler:
+                       unit: str | None = None, as_percent: bool = False, caption: str | None = None,
+                       ci: CiPlacement = "inline", layout: Layout = "column") -> Styler:
     """A :func:`volbias.analysis.tables.paired_test` table: both means, the paired difference [95% CI], p.
 
     The losses compared are named in the headers (``mean CE``, ``SD - CE``); the metric of each row
     gets its own column when the table holds several metrics. ``as_percent``: the metric is a fraction.
+    ``ci``, ``layout``: as in :func:`table`.
     """
     a, b = (loss_label(str(tests[c].iloc[0])) for c in ("a", "b")) if len(tests) else ("a", "b")
     columns = _group_columns(groups)
@@ -381,4 +467,4 @@ def paired_test(tests: pd.DataFrame, groups: Sequence[str] | Mapping[str, Column
                               as_percent=as_percent, signed=True),
         "p_value": p_value("p (Wilcoxon)"),
     })
-    return table(tests, columns, caption)
+    return table(tests, columns, caption, ci=ci, layout=layout)
