@@ -28,25 +28,21 @@ except ImportError:  # running from a source checkout without installation
 REPEATS = 5  # timings are medians over repeats: the machine may be shared
 
 
-def model_alone_steps_per_second(config, steps: int) -> tuple[float, tuple[int, ...]]:  # noqa: ANN001
-    """Median steps/s of forward + loss + backward + Adam step on one pre-loaded batch shaped like the run's."""
+def model_alone_steps_per_second(config, steps: int) -> tuple[float, tuple[int, ...], int]:  # noqa: ANN001
+    """Median steps/s of forward + loss + backward + optimiser step on one pre-loaded batch, and the batch's
+    shape and the network's parameter count: the network, the batch and the last stage's loss and optimiser
+    come from :func:`volbias.training.run.prepare_training`, as in the run itself."""
     import torch
 
-    from volbias.data import load_task
-    from volbias.models import ModelSpec
-    from volbias.training.batches import build_training_set, iterate_batches, plan_epoch
-    from volbias.training.schedules import build_loss, build_optimizer, plan_stages
+    from volbias.training.batches import iterate_batches, plan_epoch
+    from volbias.training.run import prepare_training
 
     profile = config.resolved_profile()
-    task = load_task(config.task, **config.resolved_task_options())
-    train_cases, _ = task.split(config.fold)
-    model = ModelSpec(train_cases[0].label.ndim, train_cases[0].image.shape[0], "default", profile.width).build()
-    train = build_training_set(train_cases, torch.device("cpu"), model.size_multiple, profile.patch_size)
-    image, target, mask = next(iterate_batches(train, plan_epoch(train, torch.Generator().manual_seed(0)),
+    setup = prepare_training(config, profile, torch.device("cpu"))
+    image, target, mask = next(iterate_batches(setup.train, plan_epoch(setup.train, setup.generator),
                                                profile.batch_size))
-    stage = plan_stages(config.loss, config.loss_options, profile.epochs, profile.pretrain_fraction)[-1]
-    loss_fn = build_loss(stage)
-    optimizer, scheduler = build_optimizer(model, profile.lr, profile.weight_decay, profile.lr_schedule, 1, steps)
+    loss_fn, optimizer, scheduler, _ = setup.stage_objects(setup.stages[-1])
+    model = setup.model
     model.train()
     rates = []
     for repeat in range(REPEATS + 1):  # the first repeat warms up
@@ -59,7 +55,8 @@ def model_alone_steps_per_second(config, steps: int) -> tuple[float, tuple[int, 
             scheduler.step()
         if repeat:
             rates.append(steps / (time.perf_counter() - start))
-    return statistics.median(rates), tuple(image.shape)
+    parameters = sum(p.numel() for p in model.parameters())
+    return statistics.median(rates), tuple(image.shape), parameters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         tracemalloc.stop()
     steps_per_epoch = summary["steps_this_call"] / summary["epochs_completed"]
     full = statistics.median(steps_per_epoch / log.seconds)  # per-epoch throughput of the full loop
-    alone, batch_shape = model_alone_steps_per_second(config, steps=max(5, round(steps_per_epoch * 2)))
+    alone, batch_shape, parameters = model_alone_steps_per_second(config, steps=max(5, round(steps_per_epoch * 2)))
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
     rows = [
         ("task / profile / loss", f"{args.task}{'' if not args.dims else f' {args.dims}D'} / {args.profile} / {args.loss}"),
         ("torch threads", str(args.threads)),
         ("batch shape", " x ".join(map(str, batch_shape))),
+        ("network parameters", f"{parameters:,}"),
         ("epochs / steps", f"{summary['epochs_completed']} / {summary['steps_this_call']}"),
         ("run wall time (s, incl. data and validation)", f"{wall:.1f}"),
         ("full loop steps/s (median over epochs)", f"{full:.2f}"),

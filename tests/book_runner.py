@@ -11,7 +11,9 @@ whatever order the tests run.
 The Theory, Data and Training chapters are sequences of their own (they share no runs).  The experiment
 sequence starts with the Results chapter on an empty runs directory (it trains its own fallback sweep,
 which the Controlled-uncertainty chapter then reuses), then follows ``_toc.yml``: the experiment chapters
-and the Results chapter again (now with a stored result set next to the book's runs).  "Which volume to
+and the Results chapter again, now with stored result sets made of the book's own runs (a stand-in for the
+cpu reference set, and a set as from a GPU machine), and the experiment chapters once more reading that
+stand-in.  "Which volume to
 trust" is a sequence of its own: it trains the runs it shares with the Controlled-uncertainty and LIDC
 chapters itself, so that its tests (their own module, possibly on another xdist worker) do not execute the
 whole experiment sequence a second time.  The Stroke chapter with ISLES 2017 files written in the
@@ -102,29 +104,55 @@ def write_isles17(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def store_controlled_uncertainty(work: Path, runs: Path) -> None:
-    """A stored result set (as from a GPU machine): a copy of the book's controlled-uncertainty runs."""
+REFERENCE = "cpu-reference"
+"""The name the chapters give the stored reference set (their ``reference`` parameter's default)."""
+
+
+def store_result_sets(work: Path, runs: Path) -> None:
+    """Two stored result sets made of the book's own smoke runs: a stand-in for the cpu reference set (the
+    experiment chapters' runs in its layout, the brain-tumour runs once more as ``brain_tumour_x2``) and a
+    set as from a GPU machine (the controlled-uncertainty runs). Copies of the live runs: every live run has a
+    stored twin with the same configuration and the same numbers."""
     from volbias.analysis import results_store
 
-    stored = work / "results" / "gpu-synthetic"
-    if stored.exists():
-        shutil.rmtree(stored)
-    shutil.copytree(runs / "controlled_uncertainty", stored / "controlled_uncertainty")
-    results_store.write_manifest(stored, seed=0, profile="gpu", description="copy for the tests")
+    for name in (REFERENCE, "gpu-synthetic"):
+        if (work / "results" / name).exists():
+            shutil.rmtree(work / "results" / name)
+    reference = work / "results" / REFERENCE
+    for experiment in ("controlled_uncertainty", "brain_tumour", "lidc"):
+        shutil.copytree(runs / experiment, reference / experiment)
+    shutil.copytree(runs / "brain_tumour", reference / "brain_tumour_x2")
+    results_store.write_manifest(reference, seed=0, profile="smoke", description="the book's runs, for the tests")
+    other = work / "results" / "gpu-synthetic"
+    shutil.copytree(runs / "controlled_uncertainty", other / "controlled_uncertainty")
+    results_store.write_manifest(other, seed=0, profile="gpu", description="copy for the tests")
+
+
+def without_stored(work: Path) -> dict[str, str]:
+    """Parameters that keep a chapter from reading any stored result set (not even the checkout's)."""
+    return {"results_dir": str(work / "no-results")}
+
+
+def with_stored(work: Path) -> dict[str, str]:
+    """Parameters that point a chapter at the stored result sets of :func:`store_result_sets`."""
+    return {"results_dir": str(work / "results")}
 
 
 STEPS: tuple[Step, ...] = (
     Step("theory", "theory", "theory"),
     Step("data", "data", "data", data=("brats18-sample", "lidc-idri-slices", "paper-splits"), shared_cache=True),
     Step("training", "training", "training", lambda work: {"device": "cpu"}),
-    Step("results_alone", "results", "experiments",
-         lambda work: {"results_dir": str(work / "no-results")}),
-    Step("controlled_uncertainty", "controlled_uncertainty", "experiments"),
-    Step("brain_tumour", "brain_tumour", "experiments", data=("brats18-sample",)),
+    Step("results_alone", "results", "experiments", without_stored),
+    Step("controlled_uncertainty", "controlled_uncertainty", "experiments", without_stored),
+    Step("brain_tumour", "brain_tumour", "experiments", without_stored, data=("brats18-sample",)),
     Step("stroke", "stroke", "experiments"),
-    Step("lidc", "lidc", "experiments", data=("lidc-idri-slices",)),
-    Step("results", "results", "experiments", lambda work: {"results_dir": str(work / "results")},
-         data=("brats18-sample", "lidc-idri-slices"), prepare=store_controlled_uncertainty),
+    Step("lidc", "lidc", "experiments", without_stored, data=("lidc-idri-slices",)),
+    Step("results", "results", "experiments", with_stored, data=("brats18-sample", "lidc-idri-slices"),
+         prepare=store_result_sets),
+    # the experiment chapters again, now reading the stored reference set (their live runs are reused)
+    Step("controlled_uncertainty_stored", "controlled_uncertainty", "experiments", with_stored),
+    Step("brain_tumour_stored", "brain_tumour", "experiments", with_stored, data=("brats18-sample",)),
+    Step("lidc_stored", "lidc", "experiments", with_stored, data=("lidc-idri-slices",)),
     Step("which_volume", "which_volume", "which-volume", data=("lidc-idri-slices",)),
     Step("stroke_official", "stroke", "stroke-official", lambda work: {"isles_root": str(work / "isles")},
          prepare=lambda work, runs: write_isles17(work / "isles" / "ISLES2017_Training")),

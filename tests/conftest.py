@@ -6,6 +6,8 @@
   missing data folder from a skip into a failure.
 - Chapters: :class:`book_runner.Book` (``book`` fixture) executes the chapters at the smoke profile, in book
   order, once per session; chapter tests only read its glued values and run directories.
+- Footprint: no test may write outside its temporary folders. The session fails when the suite leaves a new
+  file in the user's volbias cache or a new (visible) entry in the home directory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import platformdirs
 import pytest
 from hypothesis import settings
 
@@ -57,3 +60,22 @@ def shared_data(data_mirror: DataMirror) -> Path:
 def book(repo_root: Path, data_mirror: DataMirror, tmp_path_factory: pytest.TempPathFactory) -> Book:
     """The book's chapters executed at the smoke profile, in book order, on demand and once per session."""
     return Book(repo_root, tmp_path_factory.mktemp("book"), data_mirror)
+
+
+def _footprint() -> set[str]:
+    """Files of the user's volbias cache and the visible entries of the home directory."""
+    cache = Path(platformdirs.user_cache_dir("volbias"))
+    files = {str(p) for p in cache.rglob("*")} if cache.is_dir() else set()
+    home = Path.home()
+    return files | {str(p) for p in home.iterdir() if not p.name.startswith(".")} if home.is_dir() else files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_outside_temporary_folders():
+    """Fail the session when the tests left files in the user cache or the home directory (tools' hidden
+    folders, such as a kernel's ``~/.ipython``, are theirs)."""
+    before = _footprint()
+    yield
+    new = sorted(_footprint() - before)
+    if new:
+        pytest.fail(f"the tests wrote outside their temporary folders: {new[:5]}", pytrace=False)

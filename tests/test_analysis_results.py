@@ -81,11 +81,15 @@ def test_claims_table_on_the_paper_tasks() -> None:
     table = claims.claims_table(cases, claims.PAPER_UNCERTAINTY | {"absent": "high"})
     verdict = {(r.claim, r.group): r.verdict for _, r in table.iterrows()}
     assert verdict == {
-        ("1", "BR18"): "no", ("1", "IS17"): "yes", ("1", "IS18"): "inconclusive", ("1", "MO17"): "yes",
-        ("2", "IS17"): "yes", ("2", "IS18"): "no", ("3", "BR18"): "yes", ("3", "MO17"): "no",
+        ("1", "BR18"): "no", ("1", "IS17"): "yes", ("1", "IS18"): "no", ("1", "MO17"): "yes",
+        ("2", "IS17"): "yes", ("2 vs CE", "IS17"): "yes", ("2", "IS18"): "no", ("2 vs CE", "IS18"): "no",
+        ("3", "BR18"): "yes", ("3 vs CE", "BR18"): "no", ("3", "MO17"): "no", ("3 vs CE", "MO17"): "yes",
     }
+    first = table[table.claim == "1"].set_index("group")["our result"]
+    assert first["BR18"].endswith("(CE higher)") and first["IS18"].endswith("(no relevant difference)")
     text = table[(table.claim == "2") & (table.group == "IS17")]["our result"].iloc[0]
     sd = cases[(cases.task == "IS17") & (cases.loss == "sd")]
     by_hand = (sd.pred_volume_hard - sd.expected_volume).sum() / sd.expected_volume.sum()
-    assert text.startswith(f"SD hard +{100 * by_hand:.1f} % [")
+    assert text.startswith(f"SD +{100 * by_hand:.1f} % [")
+    assert (table.networks == "5 / 5").all()
     assert (table.n == 20).all()

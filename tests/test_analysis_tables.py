@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy import stats
 
 from volbias.analysis import tables
@@ -31,45 +28,6 @@ def make_cases(task: str = "synthetic", losses: tuple[str, ...] = ("ce", "sd"), 
                 "voxel_volume_ml": 1.0,
             })
     return pd.DataFrame(rows)
-
-
-def write_run(path: Path, cases: pd.DataFrame, config: dict, done: bool = True) -> Path:
-    """A run directory in the contract's layout (config.yaml, cases.csv, DONE)."""
-    path.mkdir(parents=True)
-    cases.to_csv(path / "cases.csv", index=False)
-    (path / "config.yaml").write_text(yaml.safe_dump(config))
-    if done:
-        (path / "DONE").write_text("")
-    return path
-
-
-def test_read_cases_names_file_and_missing_columns(tmp_path: Path) -> None:
-    path = tmp_path / "cases.csv"
-    make_cases().drop(columns=["dice"]).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"cases\.csv.*dice"):
-        tables.read_cases(path)
-    with pytest.raises(FileNotFoundError, match="nope"):
-        tables.read_cases(tmp_path / "nope" / "cases.csv")
-
-
-def test_load_runs_attaches_config_and_skips_unfinished(tmp_path: Path) -> None:
-    ce = make_cases(losses=("ce",))
-    ce.loc[0, "case_id"] = "007"  # numeric-looking ids stay strings
-    sd = make_cases(losses=("sd",))
-    write_run(tmp_path / "a" / "ce", ce, {"task": "synthetic", "loss": "ce", "profile": "smoke",
-                                         "task_options": {"sigma": 2.0, "noise": "shift"}})
-    write_run(tmp_path / "a" / "sd", sd, {"task": "synthetic", "loss": "sd", "profile": "smoke",
-                                         "task_options": {"sigma": 2.0, "noise": "shift"}})
-    write_run(tmp_path / "b" / "unfinished", sd, {"task": "synthetic"}, done=False)
-    frame = tables.load_runs(tmp_path)
-    assert len(frame) == len(ce) + len(sd)
-    assert set(frame["run"]) == {"ce", "sd"}
-    assert set(frame["setting"]) == {"noise=shift, sigma=2.0"}
-    assert (frame["task_options.sigma"] == 2.0).all()
-    assert "007" in set(frame["case_id"])
-    np.testing.assert_allclose(frame["dice"].sum(), ce["dice"].sum() + sd["dice"].sum())
-    empty = tables.load_runs(tmp_path / "absent")
-    assert empty.empty and set(tables.CASE_COLUMNS) <= set(empty.columns)
 
 
 def test_add_volume_errors_by_hand() -> None:
@@ -164,45 +122,3 @@ def test_paired_test_volume_metric_and_duplicates() -> None:
     equal = cases.copy()
     equal.loc[equal.loss == "sd", "dice"] = equal.loc[equal.loss == "ce", "dice"].to_numpy()
     assert np.isnan(tables.paired_test(equal, "dice").iloc[0].p_value)
-
-
-def test_dice_volume_table_strings() -> None:
-    cases = make_cases(n=8)
-    table = tables.dice_volume_table(cases)
-    sd = cases[cases.loss == "sd"].dice
-    row = table[table.loss == "sd"].iloc[0]
-    assert row["Dice mean (sd)"] == f"{sd.mean():.3f} ({sd.std(ddof=1):.3f})"
-    assert row["n"] == 8
-
-
-def test_abs_bias_difference_ci_matches_hand_written_paired_bootstrap() -> None:
-    rng = np.random.default_rng(6)
-    ref = rng.uniform(20, 80, 50)
-    sd = 1.15 * ref + rng.normal(0, 6, 50)
-    ce = 0.95 * ref + rng.normal(0, 6, 50)
-    point = abs((sd - ref).sum() / ref.sum()) - abs((ce - ref).sum() / ref.sum())
-    assert tables.abs_bias_difference(sd, ce, ref) == pytest.approx(point)
-    idx = np.random.default_rng(1).integers(0, 50, (4000, 50))
-    boot = (np.abs((sd[idx] - ref[idx]).sum(1) / ref[idx].sum(1))
-            - np.abs((ce[idx] - ref[idx]).sum(1) / ref[idx].sum(1)))
-    low, high = tables.abs_bias_difference_ci(sd, ce, ref, n_resamples=4000, seed=2)
-    assert low == pytest.approx(np.quantile(boot, 0.025), abs=0.006)
-    assert high == pytest.approx(np.quantile(boot, 0.975), abs=0.006)
-    assert tables.bias_difference(sd, ce, ref) == pytest.approx(((sd - ce).sum()) / ref.sum())
-    with pytest.raises(ValueError, match="equal lengths"):
-        tables.paired_bootstrap_ci((sd, ce[:-1]), lambda a, b, axis=-1: a.sum(axis) - b.sum(axis))
-    assert all(np.isnan(tables.bias_difference_ci(sd[:1], ce[:1], ref[:1])))
-
-
-def test_volume_unit_follows_the_data() -> None:
-    mr = make_cases("BR18", n=3).assign(volume_unit="ml")
-    lidc = make_cases("LIDC", n=3).assign(volume_unit="voxels")
-    phantoms_3d = make_cases("synthetic", n=3).assign(volume_unit="voxels", **{"task_options.dims": 3})
-    assert tables.volume_unit(mr) == "ml"
-    assert tables.volume_unit(lidc) == "pixels"  # LIDC slices are 2D
-    assert tables.volume_unit(phantoms_3d) == "voxels"
-    assert tables.volume_unit(make_cases("synthetic", n=3)) == "pixels"  # no column: the registry decides
-    with pytest.raises(ValueError, match="mix volume units"):
-        tables.volume_unit(pd.concat([mr, lidc]))
-    table = tables.dice_volume_table(pd.concat([mr, lidc]))
-    assert dict(zip(table.task, table.unit)) == {"BR18": "ml", "LIDC": "pixels"}

@@ -129,6 +129,20 @@ def test_patches_are_random_crops_of_the_padded_case() -> None:
         assert torch.equal(image[i, 0], full[offset[0]:offset[0] + 4, offset[1]:offset[1] + 3])
 
 
+def test_patch_offsets_reach_both_ends_of_their_range() -> None:
+    """Over many epochs the crop offsets of each axis take every value from 0 to size - patch, ends included."""
+    train = build_training_set(_cases(2, raters=1), torch.device("cpu"), patch_size=(4, 3))
+    highs = [s - p for s, p in zip(train.spatial_shape, (4, 3))]
+    generator = torch.Generator().manual_seed(2)
+    seen = [set(), set()]
+    for _ in range(200):
+        for offset in plan_epoch(train, generator).offsets:
+            for axis, value in enumerate(offset):
+                seen[axis].add(value)
+    assert all(high > 0 for high in highs)
+    assert seen == [set(range(high + 1)) for high in highs]
+
+
 def test_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(5)
     torch.manual_seed(1)

@@ -71,19 +71,32 @@ def test_tampered_mirror_file_is_refused(shared_data, tmp_path, monkeypatch):
     assert str(bad) in str(info.value)
 
 
-def test_verification_is_remembered_until_a_file_changes(shared_data, tmp_path, monkeypatch):
+def test_verification_is_remembered_until_a_file_changes(shared_data, tmp_path, monkeypatch, isolated_cache):
+    """Verified digests are remembered in the (isolated) cache; a file whose modification time changed is
+    hashed again, even with the same content, and a changed content is named."""
     mirror = link_mirror(shared_data, tmp_path)
     monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
     folder, verified = locate("brats18-sample")
     assert verified and folder == mirror / "brats18-sample"
+    hashed: list[Path] = []
+    real = cache_module.sha256_file
 
-    def no_hashing(path):
-        raise AssertionError(f"hashed {path} again")
+    def counting(path):
+        hashed.append(Path(path))
+        return real(path)
 
-    monkeypatch.setattr(cache_module, "sha256_file", no_hashing)
-    verify(folder, sha256_list("brats18-sample"))  # all digests come from the book
-    monkeypatch.undo()
-    monkeypatch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
+    with monkeypatch.context() as patch:
+        patch.setattr(cache_module, "sha256_file", counting)
+        verify(folder, sha256_list("brats18-sample"))  # all digests come from the cache
+        assert hashed == []
+        touched = folder / "case_3" / "T1.nii.gz"
+        content = touched.read_bytes()
+        touched.unlink()  # a link to the shared file: replaced by a copy (same content, another time stamp)
+        touched.write_bytes(content)
+        os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+        verify(folder, sha256_list("brats18-sample"))
+        assert hashed == [touched]
+    assert os.environ["VOLBIAS_CACHE_DIR"] == str(isolated_cache)  # still the test's own cache
     bad = folder / "case_0" / "subject_id.txt"
     tamper(bad)
     with pytest.raises(DataError, match=str(bad)):

@@ -5,7 +5,6 @@ from volbias.analysis.results_store import ResultSet, read_result_sets, write_ma
 from volbias.analysis.tables import (
     add_volume_errors,
     bootstrap_ci,
-    dice_volume_table,
     paired_test,
     summarize,
     volume_bias_table,
@@ -13,6 +12,6 @@ from volbias.analysis.tables import (
 
 __all__ = [
     "CLAIMS", "PAPER_UNCERTAINTY", "ResultSet", "add_volume_errors", "bootstrap_ci", "claims_table",
-    "dice_volume_table", "paired_test", "read_result_sets", "summarize", "volume_bias_table",
+    "paired_test", "read_result_sets", "summarize", "volume_bias_table",
     "write_manifest",
 ]

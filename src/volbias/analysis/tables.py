@@ -86,16 +86,6 @@ def _relative_bias(pred: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndar
     return np.sum(pred - ref, axis=axis) / np.sum(ref, axis=axis)
 
 
-def _abs_bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Vectorised |bias(pred_a)| - |bias(pred_b)| against the same reference (for the bootstrap)."""
-    return np.abs(_relative_bias(pred_a, ref, axis)) - np.abs(_relative_bias(pred_b, ref, axis))
-
-
-def _bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Vectorised bias(pred_a) - bias(pred_b) = sum(pred_a - pred_b) / sum(ref) (for the bootstrap)."""
-    return np.sum(pred_a - pred_b, axis=axis) / np.sum(ref, axis=axis)
-
-
 def relative_bias(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray) -> float:
     """Relative volume bias of a group of cases: sum(pred - ref) / sum(ref)."""
     return float(_relative_bias(np.asarray(pred, dtype=float), np.asarray(ref, dtype=float)))
@@ -106,63 +96,6 @@ def relative_bias_ci(
 ) -> tuple[float, float]:
     """Bootstrap CI (cases resampled in pairs) of :func:`relative_bias`; NaN if n < 2."""
     return paired_bootstrap_ci((pred, ref), _relative_bias, confidence, n_resamples, seed)
-
-
-def abs_bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray) -> float:
-    """|relative bias of pred_a| - |relative bias of pred_b|, both against ``ref`` (same cases)."""
-    return float(_abs_bias_difference(*(np.asarray(x, dtype=float) for x in (pred_a, pred_b, ref))))
-
-
-def abs_bias_difference_ci(
-    pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
-    n_resamples: int = 2000, seed: int = 0,
-) -> tuple[float, float]:
-    """Paired bootstrap CI of :func:`abs_bias_difference`: each draw resamples cases, both predictions together."""
-    return paired_bootstrap_ci((pred_a, pred_b, ref), _abs_bias_difference, confidence, n_resamples, seed)
-
-
-def bias_difference(pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray) -> float:
-    """Relative bias of pred_a minus that of pred_b against the same reference: sum(a - b) / sum(ref)."""
-    return float(_bias_difference(*(np.asarray(x, dtype=float) for x in (pred_a, pred_b, ref))))
-
-
-def bias_difference_ci(
-    pred_a: np.ndarray, pred_b: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
-    n_resamples: int = 2000, seed: int = 0,
-) -> tuple[float, float]:
-    """Paired bootstrap CI of :func:`bias_difference` (cases resampled, both volumes together)."""
-    return paired_bootstrap_ci((pred_a, pred_b, ref), _bias_difference, confidence, n_resamples, seed)
-
-
-def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (control of the family-wise error rate).
-
-    The i-th smallest of the m finite p-values becomes max_{j <= i} min(1, (m - j + 1) p_(j)); NaN entries
-    are not part of the family and stay NaN. Written here because scipy has no Holm correction
-    (statsmodels' ``multipletests(method="holm")`` computes the same).
-    """
-    p = np.asarray(p_values, dtype=float)
-    if np.any((p < 0) | (p > 1)):
-        raise ValueError(f"p-values must lie in [0, 1], got {p[(p < 0) | (p > 1)].tolist()}")
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = order.size
-    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    return adjusted
-
-
-def volume_unit(cases: pd.DataFrame) -> str:
-    """The unit of a cases table's volumes (``"ml"``, ``"pixels"`` or ``"voxels"``), read as the training code
-    wrote it (column ``volume_unit``, :attr:`volbias.data.case.Case.volume_unit`). Mixed units are an error."""
-    if cases.empty:
-        raise ValueError("no cases: the volume unit is undefined")
-    if "volume_unit" not in cases.columns or cases["volume_unit"].isna().any():
-        raise ValueError("cases without a volume_unit column (written by the training code for every case)")
-    units = set(cases["volume_unit"])
-    if len(units) != 1:
-        raise ValueError(f"cases mix volume units {sorted(units)}; summarise them separately")
-    return str(units.pop())
 
 
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "err_soft", "err_hard", "abs_err_soft", "abs_err_hard",
@@ -279,26 +212,3 @@ def paired_test(
 def format_estimate(mean: float, low: float, high: float, digits: int = 3) -> str:
     """``"0.812 [0.790, 0.833]"`` (mean and CI) for display tables."""
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def dice_volume_table(cases: pd.DataFrame, by: Sequence[str] = ("task", "loss"),
-                      seed: int = 0) -> pd.DataFrame:
-    """Display table per group: Dice mean (sd), signed and absolute volume errors with 95% CIs.
-
-    The ``unit`` column gives each group's volume unit (:func:`volume_unit`).
-    """
-    summary = summarize(cases, by=by, metrics=("dice", "err_soft", "abs_err_soft", "err_hard",
-                                                 "abs_err_hard"), seed=seed)
-    units = {key if isinstance(key, tuple) else (key,): volume_unit(group)
-             for key, group in cases.groupby(list(by), sort=True, dropna=False)}
-    rows = []
-    for key, group in summary.groupby(list(by), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        g = group.set_index("metric")
-        row = {**dict(zip(by, key)), "n": int(g.loc["dice", "n"]), "unit": units[key],
-               "Dice mean (sd)": f"{g.loc['dice', 'mean']:.3f} ({g.loc['dice', 'sd']:.3f})"}
-        for metric, name in [("err_soft", "soft vol. error"), ("abs_err_soft", "soft |vol. error|"),
-                             ("err_hard", "hard vol. error"), ("abs_err_hard", "hard |vol. error|")]:
-            row[name] = format_estimate(*g.loc[metric, ["mean", "ci_low", "ci_high"]], digits=2)
-        rows.append(row)
-    return pd.DataFrame(rows)

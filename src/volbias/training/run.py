@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from ..models import ModelSpec
 from ..profiles import TRAINING_KEYS, Profile
-from .batches import build_training_set, iterate_batches, plan_epoch
+from .batches import TrainingSet, build_training_set, iterate_batches, plan_epoch
 from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, write_text_atomic
 from .config import ConfigError, RunConfig
 from .convergence import assess as assess_convergence
@@ -174,9 +174,45 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike[str], out_dir:
     return RunResult(out_dir, config, trained=True)
 
 
-def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.device, out_dir: Path,
-                        progress: bool) -> None:
-    started = time.perf_counter()
+@dataclass
+class TrainingSetup:
+    """What a run trains: its data, the initialised network, the stacked training set and the loss stages.
+
+    :func:`prepare_training` makes it for :func:`run` and for the training benchmark alike, so that both see
+    the same network and the same batches.
+    """
+
+    config: RunConfig
+    profile: Profile
+    device: torch.device
+    generator: torch.Generator  # drives the batch plans (seeded)
+    task: Any  # the loaded TaskData
+    val_cases: list[Any]
+    model: torch.nn.Module
+    train: TrainingSet
+    prior: float  # foreground fraction of the training targets
+    stages: list[Stage]
+    amp_dtype: torch.dtype | None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch."""
+        return -(-len(self.train) // self.profile.batch_size)
+
+    @property
+    def weight_decay(self) -> float:
+        """The L2 factor (none for the IS18 variant, as in the authors' models)."""
+        return 0.0 if self.config.task == "IS18" else self.profile.weight_decay
+
+    def stage_objects(self, stage: Stage) -> tuple[Any, ...]:
+        """Loss, optimiser, learning-rate schedule and gradient scaler of one stage (fresh optimiser state)."""
+        optimizer, scheduler = build_optimizer(self.model, self.profile.lr, self.weight_decay,
+                                               self.profile.lr_schedule, stage.epochs, self.steps_per_epoch)
+        return build_loss(stage), optimizer, scheduler, make_scaler(self.device, self.amp_dtype)
+
+
+def prepare_training(config: RunConfig, profile: Profile, device: torch.device) -> TrainingSetup:
+    """Seed everything, load the data, build and initialise the network and stack the training set."""
     generator = seed_everything(config.seed)
     task = _load_data(config)
     train_cases, val_cases = task.split(config.fold)
@@ -189,14 +225,17 @@ def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.devic
     prior = train.foreground_fraction()
     if profile.prior_init:
         model.set_output_prior(clamp_prior(prior))
-    steps_per_epoch = -(-len(train) // profile.batch_size)
-    weight_decay = 0.0 if variant == "is18" else profile.weight_decay
     stages = plan_stages(config.loss, config.loss_options, profile.epochs, profile.pretrain_fraction)
+    return TrainingSetup(config, profile, device, generator, task, val_cases, model, train, prior, stages, amp_dtype)
 
-    def stage_objects(stage: Stage) -> tuple[Any, ...]:
-        optimizer, scheduler = build_optimizer(model, profile.lr, weight_decay, profile.lr_schedule,
-                                               stage.epochs, steps_per_epoch)
-        return build_loss(stage), optimizer, scheduler, make_scaler(device, amp_dtype)
+
+def _train_and_evaluate(config: RunConfig, profile: Profile, device: torch.device, out_dir: Path,
+                        progress: bool) -> None:
+    started = time.perf_counter()
+    setup = prepare_training(config, profile, device)
+    generator, task, val_cases, model, train = (setup.generator, setup.task, setup.val_cases, setup.model,
+                                                setup.train)
+    prior, stages, amp_dtype, stage_objects = setup.prior, setup.stages, setup.amp_dtype, setup.stage_objects
 
     checkpoint_path = out_dir / CHECKPOINT
     log: list[dict[str, Any]] = []
