@@ -47,7 +47,7 @@ from __future__ import annotations
 import torch
 from monai.losses import DiceLoss, FocalLoss, TverskyLoss
 
-from volbias.losses import get_loss, register_loss
+from volbias.losses.registry import get_loss, register_loss
 from volbias.losses.standard import REDUCTIONS, check_dice_defined, check_loss_inputs
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import MaskedDiceLoss
 
-from volbias.losses import register_loss
+from volbias.losses.registry import register_loss
 
 REDUCTIONS = ("image", "batch")
 
