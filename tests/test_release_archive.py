@@ -81,6 +81,10 @@ def built(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     _run(runs / "training" / "smoke", "synthetic-sd-f0-s0", _cases("sd", 2))
     (runs / "unfinished").mkdir()
     _cases("ce", 5).to_csv(runs / "unfinished" / "cases.csv", index=False)  # no DONE marker: not archived
+    stored = root / "data" / "results"
+    _run(stored / "demo-set" / "lidc" / "cpu", "lidc-ce-f0-s0", _cases("ce", 2))
+    (stored / "demo-set" / "manifest.json").write_text('{"commit": "abc", "versions": {}, "hardware": {}, "seed": 0}')
+    (stored / "README.md").write_text("what a result set is\n")  # not a set: not archived
     return root, runs
 
 
@@ -105,7 +109,9 @@ def test_archive_holds_the_build_and_its_checksums_verify(built, tmp_path: Path,
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     assert set(listed) == on_disk
     assert {"html/index.html", "html/_images/figure.png", "notebooks/chapters/results.ipynb", "tables/cases.csv",
-            "tables/claims.csv", "CITATION.cff", ".zenodo.json", "README.md"} <= on_disk
+            "tables/claims.csv", "CITATION.cff", ".zenodo.json", "README.md", "results/demo-set/manifest.json",
+            "results/demo-set/lidc/cpu/lidc-ce-f0-s0/cases.csv"} <= on_disk
+    assert not any(name.startswith("results/README") for name in on_disk)
     verified = subprocess.run(["sha256sum", "--check", "--strict", "SHA256SUMS"], cwd=folder, capture_output=True,
                               text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr

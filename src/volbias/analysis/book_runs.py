@@ -71,9 +71,9 @@ def default_runs_dir() -> Path:
 
 
 def default_results_dir() -> Path:
-    """Where stored (e.g. GPU) result sets live: ``<checkout>/data/results`` (else ``./data/results``)."""
-    root = _source_root()
-    return (root if root is not None else Path.cwd()) / "data" / "results"
+    """Where stored result sets live: ``data/results/`` of the checkout, which the package reaches as
+    ``volbias/results`` (a link in the checkout, a copy in the wheel, so an installed book finds them too)."""
+    return Path(__file__).resolve().parents[1] / "results"
 
 
 def _config(task: str, loss: str, fold: int, seed: int, profile: str, device: str,

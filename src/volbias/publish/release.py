@@ -14,6 +14,7 @@ writes ``dist/volbias-<version>-book-<profile>.zip``, one folder of the same nam
 - ``tables/cases.csv``: one row per evaluated case of every finished run of the build below the runs
   directory (``$VOLBIAS_RUNS_DIR``), ``run_dir`` relative to it;
 - ``tables/claims.csv``: the Results chapter's verdict on the paper's claims, as the chapter glued it;
+- ``results/<name>/``: the stored result sets of ``data/results/`` (each with its ``manifest.json``);
 - ``CITATION.cff``, ``.zenodo.json``, a ``README.md`` for the archive and ``SHA256SUMS``.
 
 The zip is reproducible: entries sorted, one fixed time stamp (``$SOURCE_DATE_EPOCH``, else the
@@ -194,6 +195,7 @@ what each profile runs).
 | `notebooks/chapters/*.ipynb` | the executed chapters, without papermill's time stamps and random cell id, and without memory addresses in object reprs (also the copies in `html/_sources/`) |
 | `tables/cases.csv` | one row per evaluated case of every run of this build ({n_runs} runs, {len(cases)} rows) |
 | `tables/claims.csv` | the Results chapter's verdict on the paper's claims ({len(claims)} rows) |
+| `results/<name>/` | the stored result sets the book read (e.g. the cpu reference set), each with its `manifest.json` |
 | `CITATION.cff`, `.zenodo.json` | citation metadata (the same in both) |
 | `SHA256SUMS` | checksums of every other file: run `sha256sum -c SHA256SUMS` in this folder |
 
@@ -272,6 +274,8 @@ def build_release(root: str | Path, profile: str, runs_dir: str | Path, out_dir:
     (folder / "tables").mkdir()
     (folder / "tables" / "cases.csv").write_text(_csv(cases), encoding="utf-8")
     (folder / "tables" / "claims.csv").write_text(_csv(claims), encoding="utf-8")
+    for manifest in sorted((root / "data" / "results").glob("*/manifest.json")):  # the stored result sets
+        shutil.copytree(manifest.parent, folder / "results" / manifest.parent.name)
     for file in ("CITATION.cff", ".zenodo.json"):
         shutil.copyfile(root / file, folder / file)
     (folder / "README.md").write_text(archive_readme(meta, profile, source_commit(root), cases, claims, title),
