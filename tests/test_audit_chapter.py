@@ -1,6 +1,7 @@
 """The chapter "Audit your own model" at the smoke profile: its glued numbers recomputed with numpy from the
-brain-tumour runs it audits (``cases.csv``, ``probabilities.npz``) and the data, its NIfTI export and its
-figures. The chapter is executed once per session by the ``book`` fixture (step "audit")."""
+brain-tumour runs it audits (``cases.csv``, ``probabilities.npz``) and the data, from the phantoms it audits
+with known truth and from its reorientation example, its NIfTI export and its figures. The chapter is executed
+once per session by the ``book`` fixture (step "audit")."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from test_audit_numbers import MARGIN, MIN_PROB, _ece, _region
+from test_audit_numbers import MARGIN, _ece, _region, _tau_star
 
 from volbias.analysis import book_runs
-from volbias.data import load_task
+from volbias.data import load_task, make_phantoms
+from volbias.training.run_files import run_convergence
 
 pytestmark = pytest.mark.slow
 
@@ -86,20 +88,20 @@ def test_glued_numbers_match_the_runs(audit, loss: str) -> None:
     all_p = np.concatenate([p.ravel() for _, p, _, _ in cases])
     assert audit.value(f"audit_{loss}_intermediate_share") == pytest.approx(
         np.sum((all_p > 0.05) & (all_p < 0.95)) / np.sum(all_p > 0.05))
-    if len(cases) < 5:
+    if len(cases) < 20:
         assert audit.value(f"audit_{loss}_verdict").startswith(
-            f"Not enough cases to tell: {len(cases)} cases audited")
+            f"Not enough cases to judge: {len(cases)} cases audited; a verdict needs at least 20.")
 
 
 def test_calibration_constants_in_the_text_are_those_of_the_computation(audit) -> None:
     """The prose glues the calibration region's margin and probability floor; the ECE above was recomputed
     with the region built from the test's own constants, so both must agree."""
     assert audit.value("audit_margin") == MARGIN
-    assert audit.value("audit_min_prob") == MIN_PROB
 
 
 def test_convergence_of_the_runs_and_the_binary_note(audit) -> None:
     runs = _runs(audit).drop_duplicates("run_dir")
+    runs = runs.assign(converged=[run_convergence(d).converged for d in runs.run_dir])  # the rule, from the logs
     assert audit.value("audit_n_runs") == len(runs)
     assert audit.value("audit_n_converged") == int(runs.converged.sum())
     note = audit.value("audit_binary_note")
@@ -143,6 +145,55 @@ def test_figures_are_glued_as_images(audit) -> None:
             name = output.get("metadata", {}).get("scrapbook", {}).get("name", "")
             if name.startswith("fig-"):
                 figures[name] = output["data"]
-    assert set(figures) == {f"fig-audit-{kind}-{loss}" for kind in ("volumes", "calibration") for loss in ("ce", "sd")}
+    assert set(figures) == {f"fig-audit-{kind}-{loss}" for kind in ("volumes", "calibration") for loss in ("ce", "sd")} \
+        | {"fig-audit-phantoms", "fig-audit-orientation"}
     for name, data in figures.items():
         assert "application/papermill.record/image/png" in data, name
+
+
+def _phantoms(audit) -> list:
+    """The phantoms the chapter audits (smoke profile, seed 0), drawn again."""
+    return make_phantoms(dims=3, n_cases=audit.value("audit_phantom_n_cases"), n_raters=4, noise="independent",
+                         sigma=1.5, seed=0)
+
+
+def test_phantom_verdicts_follow_the_known_truth(audit) -> None:
+    """The soft-volume biases of the calibrated map and of the soft-Dice optimum (p > tau*, tau* found here by
+    trying every top-k cut), against the raters' mean and against the exact expected volume."""
+    phantoms = _phantoms(audit)
+    assert len(phantoms) >= 20 and audit.value("audit_phantom_n_raters") == 4
+    expected = np.array([c.marginals.astype(np.float64).sum() for c in phantoms])
+    raters = np.array([c.raters.astype(np.float64).mean(axis=0).sum() for c in phantoms])
+    calibrated = np.array([c.marginals.astype(np.float32).astype(np.float64).sum() for c in phantoms])
+    optimum = np.array([float((c.marginals.astype(np.float64) > _tau_star(c.marginals.astype(np.float64))).sum())
+                        for c in phantoms])
+    for key, soft in (("ce", calibrated), ("sd", optimum)):
+        assert audit.value(f"audit_phantom_{key}_bias") == pytest.approx((soft - raters).sum() / raters.sum(), rel=1e-4)
+        assert audit.value(f"audit_phantom_{key}_true_bias") == pytest.approx(
+            (soft - expected).sum() / expected.sum(), abs=1e-6)
+    ce, sd = audit.value("audit_phantom_ce_verdict"), audit.value("audit_phantom_sd_verdict")
+    assert not ce.startswith("Not enough cases") and not sd.startswith("Not enough cases")
+    assert "The soft volumes are equivalent to the reference within ±5%" in ce
+    assert audit.value("audit_phantom_ce_status") == "equivalent to the reference within ±5%"
+    assert "The maps are binary (--allow-binary)" in sd
+
+
+def test_orientation_example(audit) -> None:
+    """Read as stored, the RAS map and the LPS reference give the naive Dice; flipped, the right one, which the
+    audit reports."""
+    phantoms = _phantoms(audit)[: audit.value("audit_orient_n_cases")]
+
+    def dice(a, b):
+        return 2 * np.sum(a & b) / (a.sum() + b.sum())
+
+    naive, right = [], []
+    for case in phantoms:
+        hard = case.marginals > 0.5
+        majority = case.raters.mean(axis=0) > 0.5
+        naive.append(dice(hard, majority[::-1, ::-1, :]))
+        right.append(dice(hard, majority))
+    assert audit.value("audit_orient_naive_dice") == pytest.approx(np.mean(naive))
+    assert audit.value("audit_orient_dice") == pytest.approx(np.mean(right))
+    assert audit.value("audit_orient_naive_dice") < audit.value("audit_orient_dice") - 0.2
+    assert audit.value("audit_orient_note").endswith(
+        "map stored in RAS axis order, reference in LPS: map reoriented onto the reference grid")

@@ -111,7 +111,7 @@ def test_case_without_reference_is_listed_and_skipped(inputs: Path, capsys: pyte
     assert "skipped 1 predictions without a reference: zz" in err
     out = inputs / "out"
     assert "zz" not in (out / "cases.csv").read_text()
-    assert "**Skipped** (prediction without a reference): zz." in (out / "report.md").read_text()
+    assert "- Skipped (prediction without a reference): zz." in (out / "report.md").read_text()
     assert '"without_reference": [\n      "zz"\n    ]' in (out / "summary.json").read_text()
 
 

@@ -94,7 +94,7 @@ def test_temperature_voxels_draw_uniformly_from_large_regions() -> None:
 
 def test_command_line_prints_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rng = np.random.default_rng(1)
-    for k in range(6):
+    for k in range(20):
         prob = np.zeros((10, 9, 8), np.float32)
         prob[3:7, 3:7, 2:6] = rng.uniform(0.6, 1.0, size=(4, 4, 4))
         write_nifti(tmp_path / "pred" / f"c{k}.nii.gz", prob)
@@ -106,6 +106,6 @@ def test_command_line_prints_the_verdict(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 0
     assert captured.err == "volbias audit: 1 references without a prediction (not audited): extra\n"
     lines = captured.out.splitlines()
-    assert lines[0] == f"{tmp_path / 'report'}: audit of 6 cases written (report.md)"
+    assert lines[0] == f"{tmp_path / 'report'}: audit of 20 cases written (report.md)"
     # every thresholded map keeps its whole cube (p > 0.6) while the reference keeps the voxels above 0.8
     assert lines[1].startswith("  The thresholded (p > 0.5) volumes over-estimate the reference by")

@@ -1,5 +1,5 @@
 """Writers of small audit inputs (NIfTI and nnU-Net-style files) shared by the audit tests, and the tests of
-the audit's readers: axis order, channels, spacing and the nnU-Net properties pickle."""
+the audit's readers: axis order, channels, spacing, orientation and the nnU-Net properties pickle."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from volbias.audit.errors import AuditError
 from volbias.audit.readers import (
+    nnunet_affine,
     nnunet_spacing,
     read_label_nifti,
     read_probability_nifti,
@@ -33,8 +34,9 @@ def write_nnunet(folder: Path, case: str, foreground: np.ndarray, spacing=(1.0, 
     """nnU-Net v2 ``--save_probabilities`` files of one case from a foreground map in (x, y, z) order.
 
     ``probabilities`` is (C, z, y, x) float16 (background first); the pickle holds ``spacing`` (z, y, x)
-    and/or ``sitk_stuff['spacing']`` (x, y, z) as nnU-Net's SimpleITK reader writes them (``keys``:
-    "both", "spacing" or "sitk").
+    and/or ``sitk_stuff`` (x, y, z) as nnU-Net's SimpleITK reader stores them for a NIfTI file with the
+    affine ``diag(spacing)`` that :func:`write_nifti` writes (``keys``: "both", "spacing" or "sitk"):
+    ITK's LPS+ direction of a RAS+ file is ``diag(-1, -1, 1)``.  Spacing-only pickles hold no orientation.
     """
     folder.mkdir(parents=True, exist_ok=True)
     fg = np.asarray(foreground, dtype=np.float64).transpose(2, 1, 0)
@@ -44,8 +46,8 @@ def write_nnunet(folder: Path, case: str, foreground: np.ndarray, spacing=(1.0, 
     if keys in ("both", "spacing"):
         properties["spacing"] = [float(s) for s in spacing[::-1]]
     if keys in ("both", "sitk"):
-        properties["sitk_stuff"] = {"spacing": tuple(float(s) for s in spacing), "origin": (0.0, 0.0, 0.0),
-                                    "direction": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}
+        properties["sitk_stuff"] = {"spacing": tuple(float(s) for s in spacing), "origin": (-0.0, -0.0, 0.0),
+                                    "direction": (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)}
     properties["shape_before_cropping"] = tuple(int(s) for s in fg.shape)
     properties["bbox_used_for_cropping"] = [[0, int(s)] for s in fg.shape]
     with (folder / f"{case}.pkl").open("wb") as handle:
@@ -62,8 +64,10 @@ def asymmetric_map(shape=(6, 5, 4)) -> np.ndarray:
 def test_nifti_3d_map_keeps_axis_order_and_spacing(tmp_path: Path) -> None:
     prob = asymmetric_map()
     volume = read_probability_nifti(write_nifti(tmp_path / "a.nii.gz", prob.astype(np.float32), (0.5, 1.0, 2.5)))
-    np.testing.assert_array_equal(volume.data, prob.astype(np.float32))
+    np.testing.assert_array_equal(volume.channels[0], prob.astype(np.float32))
+    assert volume.channels.shape == (1, *prob.shape)
     assert volume.spacing == pytest.approx((0.5, 1.0, 2.5))
+    np.testing.assert_allclose(volume.affine, np.diag([0.5, 1.0, 2.5, 1.0]))
 
 
 def test_nifti_spacing_in_meters_is_converted_to_mm(tmp_path: Path) -> None:
@@ -72,23 +76,19 @@ def test_nifti_spacing_in_meters_is_converted_to_mm(tmp_path: Path) -> None:
     assert volume.spacing == pytest.approx((1.0, 2.0, 3.0))
 
 
-def test_nifti_softmax_channel(tmp_path: Path) -> None:
+def test_nifti_softmax_channels_are_read_channel_first(tmp_path: Path) -> None:
     prob = asymmetric_map()
     stacked = np.stack([1 - prob, prob * 0.5, prob * 0.5], axis=-1).astype(np.float32)
-    path = write_nifti(tmp_path / "s.nii.gz", stacked)
-    np.testing.assert_allclose(read_probability_nifti(path, channel=2).data, prob * 0.5, rtol=1e-6)
-    with pytest.raises(AuditError, match="3 channels; name the foreground channel with --channel"):
-        read_probability_nifti(path)
-    with pytest.raises(AuditError, match="--channel 3 is not one of its 3 channels"):
-        read_probability_nifti(path, channel=3)
-    two = write_nifti(tmp_path / "two.nii.gz", np.stack([1 - prob, prob], axis=-1).astype(np.float32))
-    np.testing.assert_allclose(read_probability_nifti(two).data, prob, rtol=1e-6)  # default: channel 1 of 2
+    volume = read_probability_nifti(write_nifti(tmp_path / "s.nii.gz", stacked))
+    assert volume.channels.shape == (3, *prob.shape)
+    for c in range(3):
+        np.testing.assert_array_equal(volume.channels[c], stacked[..., c])
 
 
 def test_nifti_vector_layout_x_y_z_1_c(tmp_path: Path) -> None:
     prob = asymmetric_map()
     path = write_nifti(tmp_path / "v.nii.gz", np.stack([1 - prob, prob], axis=-1)[:, :, :, None, :].astype(np.float32))
-    np.testing.assert_allclose(read_probability_nifti(path).data, prob, rtol=1e-6)
+    np.testing.assert_allclose(read_probability_nifti(path).channels[1], prob, rtol=1e-6)
 
 
 @pytest.mark.parametrize("keys", ["both", "spacing", "sitk"])
@@ -96,9 +96,13 @@ def test_nnunet_probabilities_are_transposed_back_to_nibabel_order(tmp_path: Pat
     prob = asymmetric_map()
     path = write_nnunet(tmp_path, "case", prob, spacing=(0.7, 0.9, 3.0), keys=keys)
     volume = read_probability_nnunet(path)
-    assert volume.data.shape == prob.shape
-    np.testing.assert_allclose(volume.data, prob.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+    assert volume.channels.shape == (2, *prob.shape)
+    np.testing.assert_array_equal(volume.channels[1], prob.astype(np.float16))
     assert volume.spacing == pytest.approx((0.7, 0.9, 3.0))
+    if keys == "spacing":
+        assert volume.affine is None
+    else:  # ITK's LPS direction diag(-1, -1, 1) is RAS+ diag(1, 1, 1)
+        np.testing.assert_allclose(volume.affine, np.diag([0.7, 0.9, 3.0, 1.0]))
 
 
 def test_nnunet_pickle_without_spacing(tmp_path: Path) -> None:
@@ -133,3 +137,24 @@ def test_nnunet_v1_archive_is_named(tmp_path: Path) -> None:
     np.savez_compressed(tmp_path / "v1.npz", softmax=np.zeros((2, 2, 2, 2), np.float16))
     with pytest.raises(AuditError, match="nnU-Net v1 'softmax' archive"):
         read_probability_nnunet(tmp_path / "v1.npz")
+
+
+def test_nnunet_nibabel_reader_affines(tmp_path: Path) -> None:
+    """NibabelIO stores the file's affine; NibabelIOWithReorient the reoriented one, in which the map is stored."""
+    original, reoriented = np.diag([-2.0, -1.0, 3.0, 1.0]), np.diag([2.0, 1.0, 3.0, 1.0])
+    assert np.array_equal(nnunet_affine(tmp_path / "a.pkl", {"nibabel_stuff": {"original_affine": original}}),
+                          original)
+    stuff = {"nibabel_stuff": {"original_affine": original, "reoriented_affine": reoriented}}
+    assert np.array_equal(nnunet_affine(tmp_path / "a.pkl", stuff), reoriented)
+
+
+def test_nnunet_sitk_affine_of_an_oblique_lps_grid(tmp_path: Path) -> None:
+    """The RAS+ affine from ITK's LPS+ origin and row-major direction, checked on the world position of one voxel
+    computed by hand: x_LPS = origin + D @ (spacing * index), x_RAS = (-x, -y, z)."""
+    angle = 0.3
+    direction = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1.0]])
+    spacing, origin, index = np.array([0.8, 0.9, 2.5]), np.array([10.0, -20.0, 30.0]), np.array([3.0, 5.0, 7.0])
+    affine = nnunet_affine(tmp_path / "a.pkl", {"sitk_stuff": {"spacing": tuple(spacing), "origin": tuple(origin),
+                                                               "direction": tuple(direction.ravel())}})
+    lps = origin + direction @ (spacing * index)
+    np.testing.assert_allclose(affine @ [*index, 1.0], [-lps[0], -lps[1], lps[2], 1.0])

@@ -1,4 +1,4 @@
-"""Checks of the audit's inputs: probability range, matching grids, reference label values.
+"""Checks of the audit's inputs: probability range, binary maps, reference label values.
 
 Each check raises :class:`AuditError` with one line naming the file and the problem.
 """
@@ -6,40 +6,41 @@ Each check raises :class:`AuditError` with one line naming the file and the prob
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from volbias.audit.errors import AuditError
 from volbias.audit.readers import Volume
 
-SPACING_TOLERANCE_MM = 1e-3
-"""Largest difference of a voxel size (mm) between a prediction and its reference still read as equal."""
 RANGE_TOLERANCE = 1e-6
 """Probabilities within this distance outside [0, 1] (float round-off of a softmax) are clipped, not refused."""
 
 
-def check_probabilities(volume: Volume) -> np.ndarray:
+def check_probabilities(prob: np.ndarray, path: Path) -> np.ndarray:
     """The map clipped to [0, 1]; AuditError when it holds NaN or values outside [0, 1]."""
-    data = volume.data
-    if np.isnan(data).any():
-        raise AuditError(f"{volume.path}: probability map contains NaN")
-    low, high = float(data.min()), float(data.max())
+    if np.isnan(prob).any():
+        raise AuditError(f"{path}: probability map contains NaN")
+    low, high = float(prob.min()), float(prob.max())
     if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
-        raise AuditError(f"{volume.path}: probabilities outside [0, 1] (min {low:g}, max {high:g}); "
+        raise AuditError(f"{path}: probabilities outside [0, 1] (min {low:g}, max {high:g}); "
                          "pass probabilities, not logits or labels")
-    return np.clip(data, 0.0, 1.0) if low < 0 or high > 1 else data
+    return np.clip(prob, 0.0, 1.0) if low < 0 or high > 1 else prob
 
 
-def check_same_grid(volume: Volume, reference: Volume) -> None:
-    """AuditError when ``volume``'s shape or voxel spacing differs from its reference's."""
-    if volume.data.shape != reference.data.shape:
-        raise AuditError(f"{volume.path}: shape {volume.data.shape} differs from its reference "
-                         f"{reference.path} {reference.data.shape}")
-    if not np.allclose(volume.spacing, reference.spacing, rtol=0, atol=SPACING_TOLERANCE_MM):
-        mine = ", ".join(f"{s:g}" for s in volume.spacing)
-        theirs = ", ".join(f"{s:g}" for s in reference.spacing)
-        raise AuditError(f"{volume.path}: voxel spacing ({mine}) mm differs from its reference "
-                         f"{reference.path} ({theirs}) mm")
+def is_binary(prob: np.ndarray) -> bool:
+    """Whether a map holds only 0 and 1, and at least one 1: a segmentation, not probabilities."""
+    return bool(prob.max() == 1.0) and not np.count_nonzero((prob > 0) & (prob < 1))
+
+
+def check_not_binary(prob: np.ndarray, path: Path, stored_as_integers: bool, allow_binary: bool) -> None:
+    """AuditError for a map of integers or of only 0s and 1s, unless ``allow_binary``."""
+    if allow_binary or not (stored_as_integers or is_binary(prob)):
+        return
+    what = "integers" if stored_as_integers else "only 0 and 1"
+    raise AuditError(f"{path}: holds {what}, a segmentation rather than probabilities (its soft volume would be "
+                     "its thresholded volume); give the model's probability maps (nnU-Net: nnUNetv2_predict "
+                     "--save_probabilities), or pass --allow-binary to audit it as it is")
 
 
 def foreground(volume: Volume, labels: Sequence[int] | None = None) -> np.ndarray:

@@ -6,24 +6,17 @@ from any process; a notebook shows the figure by displaying it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from volbias.analysis.plots import (
-    plot_bland_altman,
-    plot_probability_histograms,
-    plot_reliability,
-    plot_volume_scatter,
-)
+from volbias.analysis.plots import loss_palette, plot_bland_altman, plot_reliability, plot_volume_scatter
+from volbias.analysis.present import loss_label
 from volbias.audit.calibration import pool_tables
-
-if TYPE_CHECKING:  # pragma: no cover
-    from volbias.audit.run import AuditResult
-
-HISTOGRAM_MIN_PROBABILITY = 0.01
+from volbias.audit.measures import HISTOGRAM_MIN_PROBABILITY
+from volbias.audit.result import AuditResult
+from volbias.audit.summary import pooled_histogram
 
 
 def _book_columns(cases: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -50,15 +43,29 @@ def volume_figure(cases: pd.DataFrame, model: str, threshold: float) -> Figure:
     return fig
 
 
-def calibration_figure(reliability: pd.DataFrame, probabilities: np.ndarray, model: str) -> Figure:
-    """Reliability diagram of the pooled calibration regions and the histogram of their probabilities."""
+def plot_histogram_counts(counts: np.ndarray, ax: Axes, model: str) -> None:
+    """Density histogram (log scale) of binned probability counts on equal-width bins of [0, 1], drawn as
+    :func:`volbias.analysis.plots.plot_probability_histograms` draws raw probabilities (the audit keeps counts,
+    not the voxels of every case)."""
+    edges = np.linspace(0.0, 1.0, len(counts) + 1)
+    total = counts.sum()
+    density = counts / (total * np.diff(edges)) if total else np.zeros(len(counts))
+    ax.stairs(np.where(density > 0, density, np.nan), edges, lw=1.8, color=loss_palette([model])[model],
+              label=loss_label(model))
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel(f"density (voxels with p >= {HISTOGRAM_MIN_PROBABILITY})")
+    ax.legend(title="model", fontsize="small")
+
+
+def calibration_figure(reliability: pd.DataFrame, histogram: np.ndarray, model: str) -> Figure:
+    """Reliability diagram of the pooled calibration regions and the histogram of the predicted probabilities."""
     fig = Figure(figsize=(7.2, 3.2), layout="constrained")
     left, right = fig.subplots(1, 2)
     plot_reliability({model: reliability}, left)
     left.set_title("reliability, calibration regions")
-    plot_probability_histograms({model: probabilities}, right, min_prob=HISTOGRAM_MIN_PROBABILITY)
+    plot_histogram_counts(histogram, right, model)
     right.set_title("predicted probabilities")
-    right.get_legend().set_title("model")
     return fig
 
 
@@ -80,7 +87,6 @@ def estimator_figure(summary: pd.DataFrame) -> Figure:
 def audit_figures(result: AuditResult) -> dict[str, Figure]:
     """The report's figures of an audit: ``volumes``, ``calibration`` and ``estimators``."""
     pooled = pool_tables([m.reliability for m in result.measures])
-    probabilities = np.concatenate([m.prob[m.prob >= HISTOGRAM_MIN_PROBABILITY] for m in result.measures])
     return {"volumes": volume_figure(result.cases, result.model, result.settings.threshold),
-            "calibration": calibration_figure(pooled, probabilities, result.model),
+            "calibration": calibration_figure(pooled, pooled_histogram(result.measures), result.model),
             "estimators": estimator_figure(result.estimator_summary)}

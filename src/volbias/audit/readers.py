@@ -1,20 +1,19 @@
-"""Reading probability maps and reference label maps into arrays on one voxel grid (nibabel, numpy).
+"""Reading probability maps and reference label maps with their voxel grids (nibabel, numpy).
 
-Every reader returns a :class:`Volume`: the voxel data in nibabel's array order ``(x, y, z)`` and the
-voxel size in mm along those axes.  Files that cannot be read raise :class:`AuditError` naming the file.
+Label maps are read as a :class:`Volume`, probability maps as a :class:`ProbabilityMap` (every channel);
+both hold the voxel data in nibabel's array order ``(x, y, z)``, the voxel size in mm along those axes and
+the grid's RAS+ affine in mm (:mod:`.geometry`).  Files that cannot be read raise :class:`AuditError`
+naming the file.
 
-NIfTI probability maps hold one foreground channel ``(x, y, z)`` or a softmax ``(x, y, z, C)`` (also
-``(x, y, z, 1, C)``, the NIfTI vector layout); ``channel`` picks one of the ``C`` channels.
+NIfTI probability maps hold one channel ``(x, y, z)`` or several, channels last ``(x, y, z, C)`` (also
+``(x, y, z, 1, C)``, the NIfTI vector layout).
 
 nnU-Net v2's ``--save_probabilities`` writes ``<case>.npz`` with the array ``probabilities`` of shape
 ``(C, z, y, x)``: the channel axis first, then the axes of the image array its reader-writer produced,
-which are the reverse of nibabel's ``(x, y, z)`` (SimpleITK arrays are ``z, y, x``; nnU-Net's nibabel
-reader transposes to match).  The map is therefore transposed back to ``(x, y, z)``.  Its geometry is in
-``<case>.pkl``, a pickled dict of which two keys are used:
-
-- ``spacing``: the voxel size in nnU-Net's array order ``(z, y, x)`` (written by every reader-writer);
-  reversed to ``(x, y, z)``;
-- ``sitk_stuff["spacing"]``: the SimpleITK spacing ``(x, y, z)``, read where ``spacing`` is absent.
+which are the reverse of the file's index order (SimpleITK arrays are ``z, y, x``; nnU-Net's nibabel
+readers transpose to match).  The map is therefore transposed back to ``(x, y, z)``.  Its geometry is in
+``<case>.pkl``, nnU-Net's pickled properties: ``spacing`` (``z, y, x``, written by every reader-writer, else
+``sitk_stuff['spacing']`` ``x, y, z``) and the orientation keys read by :func:`volbias.audit.geometry`.
 
 The pickle is read by a restricted unpickler that rebuilds only builtins and numpy values (the rest
 of the dict is not needed), so a crafted ``.pkl`` cannot run code; the standard library offers no such
@@ -33,17 +32,39 @@ import nibabel as nib
 import numpy as np
 
 from volbias.audit.errors import AuditError
+from volbias.audit.geometry import Grid, sitk_affine
 
 _SPATIAL_UNITS_MM = {"mm": 1.0, "unknown": 1.0, "meter": 1000.0, "micron": 0.001}
 
 
 @dataclass
 class Volume:
-    """Voxel data in ``(x, y, z)`` order and the voxel size in mm per axis."""
+    """A label map: voxel data in ``(x, y, z)`` order, the voxel size in mm per axis, and its RAS+ affine (mm)."""
 
     data: np.ndarray
     spacing: tuple[float, ...]
     path: Path
+    affine: np.ndarray | None = None
+
+    @property
+    def grid(self) -> Grid:
+        """The voxel grid of the map."""
+        return Grid(self.path, tuple(self.data.shape), self.spacing, self.affine)
+
+
+@dataclass
+class ProbabilityMap:
+    """Every channel of a probability map, ``(C, x, y, z)`` (a view of the file's array), with its grid."""
+
+    channels: np.ndarray
+    spacing: tuple[float, ...]
+    path: Path
+    affine: np.ndarray | None = None
+
+    @property
+    def grid(self) -> Grid:
+        """The voxel grid of the map."""
+        return Grid(self.path, tuple(self.channels.shape[1:]), self.spacing, self.affine)
 
 
 def _open_nifti(path: Path) -> nib.Nifti1Image:
@@ -58,18 +79,20 @@ def _open_nifti(path: Path) -> nib.Nifti1Image:
     return img
 
 
-def _nifti_spacing(path: Path, img: nib.Nifti1Image) -> tuple[float, ...]:
-    """The spatial voxel size in mm (NIfTI's spatial unit converted; an unknown unit is read as mm)."""
-    unit = img.header.get_xyzt_units()[0]
-    zooms = tuple(float(z) * _SPATIAL_UNITS_MM.get(unit, 1.0) for z in img.header.get_zooms()[:3])
+def _nifti_geometry(path: Path, img: nib.Nifti1Image) -> tuple[tuple[float, ...], np.ndarray]:
+    """The spatial voxel size and the RAS+ affine in mm (NIfTI's spatial unit converted; unknown read as mm)."""
+    unit = _SPATIAL_UNITS_MM.get(img.header.get_xyzt_units()[0], 1.0)
+    zooms = tuple(float(z) * unit for z in img.header.get_zooms()[:3])
     if len(zooms) != 3 or min(zooms) <= 0:
         raise AuditError(f"{path}: voxel spacing {zooms} is not three positive sizes")
-    return zooms
+    affine = np.array(img.affine, dtype=float)
+    affine[:3] *= unit
+    return zooms, affine
 
 
-def _nifti_data(path: Path, img: nib.Nifti1Image, index: tuple[Any, ...] = ()) -> np.ndarray:
+def _nifti_data(path: Path, img: nib.Nifti1Image) -> np.ndarray:
     try:
-        return np.asanyarray(img.dataobj[index] if index else img.dataobj)
+        return np.asanyarray(img.dataobj)
     except Exception as exc:  # truncated gzip streams and short files
         raise AuditError(f"{path}: truncated or damaged NIfTI data ({type(exc).__name__})") from None
 
@@ -84,41 +107,25 @@ def _spatial(path: Path, data: np.ndarray, what: str) -> np.ndarray:
     return data.reshape(shape)
 
 
-def pick_channel(path: Path, n_channels: int, channel: int | None) -> int:
-    """The foreground channel of a multi-channel map: ``channel``, else 1 of 2 (background, foreground)."""
-    if channel is None:
-        if n_channels == 1:
-            return 0
-        if n_channels == 2:
-            return 1
-        raise AuditError(f"{path}: {n_channels} channels; name the foreground channel with --channel")
-    if not 0 <= channel < n_channels:
-        raise AuditError(f"{path}: --channel {channel} is not one of its {n_channels} channels (0..{n_channels - 1})")
-    return channel
-
-
-def read_probability_nifti(path: Path, channel: int | None = None) -> Volume:
-    """A NIfTI probability map, one channel of a 4D softmax when it has several (float32)."""
+def read_probability_nifti(path: Path) -> ProbabilityMap:
+    """A NIfTI probability map, every channel: ``(x, y, z)``, ``(x, y, z, C)`` or ``(x, y, z, 1, C)``."""
     img = _open_nifti(path)
-    shape = tuple(int(s) for s in img.shape)
-    if len(shape) == 5 and shape[3] == 1:  # NIfTI vector layout (x, y, z, 1, C)
-        shape = (*shape[:3], shape[4])
-    if len(shape) == 4 and shape[3] > 1:
-        c = pick_channel(path, shape[3], channel)
-        index = (slice(None),) * 3 + ((0, c) if len(img.shape) == 5 else (c,))
-        data = _nifti_data(path, img, index)
+    spacing, affine = _nifti_geometry(path, img)
+    data = _nifti_data(path, img)
+    if data.ndim == 5 and data.shape[3] == 1:  # NIfTI vector layout (x, y, z, 1, C)
+        data = data[:, :, :, 0, :]
+    if data.ndim == 4 and data.shape[3] > 1:
+        channels = np.moveaxis(data, 3, 0)
     else:
-        if channel not in (None, 0):
-            raise AuditError(f"{path}: --channel {channel} given, but the map has a single channel")
-        data = _spatial(path, _nifti_data(path, img), "probability map")
-    return Volume(np.asarray(data, dtype=np.float32), _nifti_spacing(path, img), path)
+        channels = _spatial(path, data, "probability map")[None]
+    return ProbabilityMap(channels, spacing, path, affine)
 
 
 def read_label_nifti(path: Path) -> Volume:
     """A NIfTI label map, values as stored (the dtype of the file, scaled if the header says so)."""
     img = _open_nifti(path)
-    data = _spatial(path, _nifti_data(path, img), "label map")
-    return Volume(data, _nifti_spacing(path, img), path)
+    spacing, affine = _nifti_geometry(path, img)
+    return Volume(_spatial(path, _nifti_data(path, img), "label map"), spacing, path, affine)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -138,7 +145,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read_properties(path: Path) -> dict[str, Any]:
+def read_properties(path: Path) -> dict[str, Any]:
+    """nnU-Net's pickled properties of one case (restricted unpickler)."""
     if not path.is_file():
         raise AuditError(f"{path}: missing; nnU-Net writes <case>.pkl (the geometry) next to <case>.npz")
     try:
@@ -151,23 +159,43 @@ def _read_properties(path: Path) -> dict[str, Any]:
     return properties
 
 
-def nnunet_spacing(path: Path) -> tuple[float, ...]:
+def _three(path: Path, what: str, values: Any) -> tuple[float, ...]:
+    out = tuple(float(v) for v in np.ravel(values))
+    if len(out) != 3 or min(out) <= 0:
+        raise AuditError(f"{path}: {what} {out} is not three positive sizes (the audit reads 3D images)")
+    return out
+
+
+def nnunet_spacing(path: Path, properties: dict[str, Any] | None = None) -> tuple[float, ...]:
     """Voxel size ``(x, y, z)`` in mm from nnU-Net's ``<case>.pkl`` (``spacing`` reversed, else ``sitk_stuff``)."""
-    properties = _read_properties(path)
+    properties = read_properties(path) if properties is None else properties
     sitk = properties.get("sitk_stuff")
     if "spacing" in properties:
-        spacing = tuple(float(s) for s in np.ravel(properties["spacing"]))[::-1]
-    elif isinstance(sitk, dict) and "spacing" in sitk:
-        spacing = tuple(float(s) for s in np.ravel(sitk["spacing"]))
-    else:
-        raise AuditError(f"{path}: no voxel spacing (keys 'spacing' or 'sitk_stuff'/'spacing')")
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise AuditError(f"{path}: voxel spacing {spacing} is not three positive sizes")
-    return spacing
+        return _three(path, "voxel spacing", properties["spacing"])[::-1]
+    if isinstance(sitk, dict) and "spacing" in sitk:
+        return _three(path, "voxel spacing", sitk["spacing"])
+    raise AuditError(f"{path}: no voxel spacing (keys 'spacing' or 'sitk_stuff'/'spacing')")
 
 
-def read_probability_nnunet(path: Path, channel: int | None = None) -> Volume:
-    """One channel of nnU-Net's ``probabilities`` ``(C, z, y, x)``, as ``(x, y, z)`` float32, with its spacing."""
+def nnunet_affine(path: Path, properties: dict[str, Any]) -> np.ndarray | None:
+    """RAS+ affine (mm) of the map's ``(x, y, z)`` array from nnU-Net's properties; None when they hold none."""
+    nib_stuff, sitk = properties.get("nibabel_stuff"), properties.get("sitk_stuff")
+    if isinstance(nib_stuff, dict) and ("reoriented_affine" in nib_stuff or "original_affine" in nib_stuff):
+        affine = np.asarray(nib_stuff.get("reoriented_affine", nib_stuff.get("original_affine")), dtype=float)
+        if affine.shape != (4, 4) or not np.isfinite(affine).all():
+            raise AuditError(f"{path}: 'nibabel_stuff' holds no 4 x 4 affine")
+        return affine
+    if isinstance(sitk, dict) and {"spacing", "origin", "direction"} <= set(sitk):
+        spacing = _three(path, "sitk_stuff spacing", sitk["spacing"])
+        origin, direction = np.ravel(sitk["origin"]), np.ravel(sitk["direction"])
+        if origin.size != 3 or direction.size != 9:
+            raise AuditError(f"{path}: 'sitk_stuff' origin or direction is not 3D")
+        return sitk_affine(spacing, origin, direction)
+    return None
+
+
+def read_probability_nnunet(path: Path) -> ProbabilityMap:
+    """nnU-Net's ``probabilities`` ``(C, z, y, x)`` as a ``(C, x, y, z)`` view, with the grid of ``<case>.pkl``."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.files)
@@ -181,6 +209,7 @@ def read_probability_nnunet(path: Path, channel: int | None = None) -> Volume:
         raise AuditError(f"{path}: not a readable npz archive ({type(exc).__name__})") from None
     if probabilities.ndim != 4:
         raise AuditError(f"{path}: 'probabilities' has shape {probabilities.shape}, expected (channels, z, y, x)")
-    c = pick_channel(path, probabilities.shape[0], channel)
-    data = np.asarray(probabilities[c], dtype=np.float32).transpose(2, 1, 0)
-    return Volume(data, nnunet_spacing(path.with_suffix(".pkl")), path)
+    pkl = path.with_suffix(".pkl")
+    properties = read_properties(pkl)
+    return ProbabilityMap(probabilities.transpose(0, 3, 2, 1), nnunet_spacing(pkl, properties), path,
+                          nnunet_affine(pkl, properties))

@@ -13,19 +13,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import volbias
 from volbias.audit.errors import AuditError
-from volbias.audit.measures import CALIBRATION_MARGIN, CALIBRATION_MIN_PROBABILITY, INTERMEDIATE
+from volbias.audit.measures import CALIBRATION_MARGIN, ECE_DEFINITION, INTERMEDIATE
 from volbias.audit.plots import audit_figures
+from volbias.audit.result import AuditResult
+from volbias.audit.summary import volume_kinds
+from volbias.audit.verdict import MIN_CASES, bias_status, tolerance_text
 from volbias.estimators.compare import display_table
-
-if TYPE_CHECKING:  # pragma: no cover
-    from volbias.audit.run import AuditResult
 
 FIGURES = {"volumes": "figures/volumes.png", "calibration": "figures/calibration.png",
            "estimators": "figures/estimators.png"}
@@ -89,15 +89,21 @@ def _plain(value: Any) -> Any:
 def summary_dict(result: AuditResult) -> dict[str, Any]:
     """The content of ``summary.json``."""
     s = result.settings
+    estimators = result.estimator_summary.drop(columns=["task", "loss"])
     return _plain({
         "volbias_version": volbias.__version__,
         "inputs": {"pred": s.pred, "references": list(s.references), "format": s.input_format,
-                   "channel": s.channel, "labels": s.labels, "threshold": s.threshold, "seed": s.seed,
-                   "n_bins": s.n_bins},
+                   "channel": list(s.channels) if s.channels else None, "labels": s.labels, "threshold": s.threshold,
+                   "seed": s.seed, "n_bins": s.n_bins, "tolerance": s.tolerance, "allow_binary": s.allow_binary,
+                   "sigmoid": s.sigmoid, "workers": s.workers},
         "cases": {"audited": result.cases["case_id"].tolist(), "without_reference": list(result.without_reference),
-                  "references_without_prediction": list(result.without_prediction)},
+                  "references_without_prediction": list(result.without_prediction),
+                  "segmentations_without_probabilities": list(result.without_probabilities)},
         **result.numbers,
-        "estimators": result.estimator_summary.drop(columns=["task", "loss"]).to_dict(orient="records"),
+        "equivalence": ({kind: bias_status(bias, s.tolerance) for kind, bias in result.numbers["relative_bias"].items()}
+                        if result.numbers["n_cases"] >= MIN_CASES else None),
+        "estimators": estimators.to_dict(orient="records"),
+        "notes": result.notes,
         "verdict": result.verdict,
     })
 
@@ -109,17 +115,33 @@ def _estimate(entry: dict[str, float], key: str = "mean", fmt: str = ".3f", perc
     return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]" if np.isfinite(low) else f"{value:{fmt}}"
 
 
+def _spread(bias: dict[str, Any]) -> str:
+    spread = bias["per_case"]
+    if not np.isfinite(spread["median"]):
+        return "n/a"
+    return f"{spread['median']:+.1%} [{spread['q25']:+.1%}, {spread['q75']:+.1%}]"
+
+
+KIND_NAMES = {"hard": "thresholded", "soft": "soft", "argmax": "argmax (nnU-Net)", "tau_star": "tau* threshold",
+              "dice_optimal": "Dice-optimal mask"}
+
+
 def overall_table(result: AuditResult) -> pd.DataFrame:
     """The report's table of overall numbers (value with its 95% CI where there is one)."""
     n, t = result.numbers, result.settings.threshold
-    names = {"hard": f"thresholded (p > {t:g})", "soft": "soft", "tau_star": "tau* threshold",
-             "dice_optimal": "Dice-optimal mask"}
+    names = {kind: KIND_NAMES[kind] + (f" (p > {t:g})" if kind == "hard" else "")
+             for kind in volume_kinds(result.cases)}
     rows = [("cases", str(n["n_cases"])), ("Dice (thresholded vs reference)", _estimate(n["dice"])),
             ("Dice the map expects of itself", _estimate(n["expected_dice_hard"])),
             ("mean reference volume (ml)", f"{n['mean_volume_ml']['reference']:.3f}")]
     for kind, name in names.items():
+        bias = n["relative_bias"][kind]
         rows.append((f"{name} volume: mean (ml)", f"{n['mean_volume_ml'][kind]:.3f}"))
-        rows.append((f"{name} volume: relative bias", _estimate(n["relative_bias"][kind], "value", percent=True)))
+        rows.append((f"{name} volume: relative bias, pooled", _estimate(bias, "value", percent=True)))
+        rows.append((f"{name} volume: relative error per case, median [quartiles]", _spread(bias)))
+        rows.append((f"{name} volume: within {tolerance_text(result.settings.tolerance)}?",
+                     bias_status(bias, result.settings.tolerance) if n["n_cases"] >= MIN_CASES
+                     else f"not judged (fewer than {MIN_CASES} cases)"))
         rows.append((f"{name} volume: mean error (ml)", _estimate(n["mean_error_ml"][kind], fmt="+.3f")))
         rows.append((f"{name} volume: mean absolute error (ml)", _estimate(n["mean_abs_error_ml"][kind])))
     if n["bland_altman"] is not None:
@@ -128,7 +150,7 @@ def overall_table(result: AuditResult) -> pd.DataFrame:
             rows.append((f"Bland-Altman {names[kind]}: bias and limits of agreement (ml)",
                          f"{ba['bias']:+.3f} [{ba['loa_low']:+.3f}, {ba['loa_high']:+.3f}]"))
     c = n["calibration"]
-    rows += [("ECE (pooled calibration regions)", f"{c['ece']:.4f}"),
+    rows += [(f"ECE ({c['n_bins']} bins, pooled calibration regions)", f"{c['ece']:.4f}"),
              (f"share of voxels with p > {INTERMEDIATE[0]:g} below {INTERMEDIATE[1]:g}",
               f"{c['intermediate_share']:.1%}"),
              ("tau*: mean (min to max)", f"{n['tau_star']['mean']:.3f} ({n['tau_star']['min']:.3f} to "
@@ -153,34 +175,64 @@ def _definitions(result: AuditResult) -> list[str]:
         reference = f"Reference: the label map{labels}; its volume is its voxel count times the voxel volume (ml)."
     return [
         reference,
-        f"Thresholded volume: voxels with p > {s.threshold:g}; soft volume: the sum of p (ml).",
-        "Relative bias: sum over cases of (volume - reference) / sum of reference volumes; 95% percentile "
-        "bootstrap CI over cases (paired).",
+        f"Audited map: {result.numbers.get('channels') or 'the map'}. Thresholded volume: voxels with "
+        f"p > {s.threshold:g}; soft volume: the sum of p over the whole map (ml); argmax volume (softmax over three "
+        "or more classes): the voxels whose most probable class is one of the audited, as nnU-Net segments.",
+        "Relative bias: sum over cases of (volume - reference) / sum of reference volumes (volume-weighted); 95% "
+        "percentile bootstrap CI over cases (paired); per case: median and quartiles of (volume - reference) / "
+        "reference over the cases with a non-empty reference.",
+        f"Verdict: only with at least {MIN_CASES} cases. Equivalent within {tolerance_text(s.tolerance)} "
+        "(--tolerance): the 95% CI of the relative bias lies inside the tolerance; over- or under-estimation beyond it: the whole CI "
+        "lies outside.",
         "tau*: the map's own soft-Dice-optimal threshold SD*/2; Dice-optimal mask: the top-k mask with the "
         "largest expected Dice when voxel i is foreground with probability p_i.",
-        f"Calibration region: the bounding box of the voxels with p >= {CALIBRATION_MIN_PROBABILITY:g} or a "
-        f"reference above 0, grown by {CALIBRATION_MARGIN} voxels; ECE with {s.n_bins} equal-width bins.",
-        "Fitted estimators (temperature scaling, re-calibration) are cross-fitted over five groups of cases: no "
-        "case is corrected with parameters fitted on itself; they are left out when they cannot be fitted (fewer "
-        "than 3 cases, all soft volumes equal, no calibration voxels).",
+        f"Calibration region: the bounding box of the voxels any rater marks, grown by {CALIBRATION_MARGIN} voxels "
+        "(from the reference alone, so models audited against the same references are measured on the same "
+        f"voxels; cases with an empty reference have none). ECE: {ECE_DEFINITION}; {s.n_bins} bins.",
+        "Fitted estimators (temperature scaling, re-calibration) need labelled cases of the audited population; "
+        "here they are cross-fitted over five groups of cases: no case is corrected with parameters fitted on "
+        "itself; they are left out when they cannot be fitted (fewer than 3 cases, all soft volumes equal, no "
+        "calibration voxels). The temperature scales the map inside the calibration region, where it was fitted, "
+        "and leaves it as it is outside, so at T = 1 the temperature-scaled volume is the soft volume. Estimators "
+        "not separated from the best: the paired 95% CI of their absolute error minus the best's reaches 0.",
     ]
+
+
+def _input_section(result: AuditResult) -> str:
+    lines = [f"- Skipped (prediction without a reference): {', '.join(result.without_reference)}."
+             if result.without_reference else "",
+             f"- References without a prediction (not audited): {', '.join(result.without_prediction)}."
+             if result.without_prediction else "",
+             f"- nnU-Net segmentations without a probability map <case>.npz (predicted without "
+             f"--save_probabilities?; not audited): {', '.join(result.without_probabilities)}."
+             if result.without_probabilities else ""]
+    lines += [f"- {note}" for note in result.notes]
+    return "\n".join(line for line in lines if line) or "- Every map lies on its reference's grid as stored."
+
+
+def _estimator_table(result: AuditResult) -> str:
+    table = display_table(result.estimator_summary, "audit", digits=3).drop(columns="loss")
+    summary = result.estimator_summary.set_index("rank")
+    table["needs labelled cases"] = np.where(summary["needs_labels"], "yes", "no")
+    table["not separated from the best"] = np.where(summary["among_best"], "yes", "no")
+    return table.to_markdown()
 
 
 def render_markdown(result: AuditResult) -> str:
     """The text of ``report.md`` (figures linked from ``figures/``)."""
     s = result.settings
-    skipped = (f"\n\n**Skipped** (prediction without a reference): {', '.join(result.without_reference)}."
-               if result.without_reference else "")
-    unused = (f"\n\n**References without a prediction** (not audited): {', '.join(result.without_prediction)}."
-              if result.without_prediction else "")
-    cases = result.cases[list(CASE_COLUMNS)].rename(columns=CASE_COLUMNS)
+    columns = {**{k: v for k, v in CASE_COLUMNS.items() if k != "ece"},
+               **({"argmax_volume_ml": "argmax (ml)"} if "argmax_volume_ml" in result.cases else {}), "ece": "ECE"}
+    cases = result.cases[list(columns)].rename(columns=columns)
     parts = [
         "# Volume audit",
-        f"Predictions `{s.pred}` ({s.input_format}); references {', '.join(f'`{p}`' for p in s.references)}; "
-        f"threshold {s.threshold:g}; {len(result.cases)} cases; volbias {volbias.__version__}, seed {s.seed}."
-        + skipped + unused,
+        f"Predictions `{s.pred}` ({s.input_format}: {result.numbers.get('channels', '')}); references "
+        f"{', '.join(f'`{p}`' for p in s.references)}; threshold {s.threshold:g}; "
+        f"tolerance {tolerance_text(s.tolerance)}; {len(result.cases)} cases; volbias {volbias.__version__}, seed {s.seed}.",
         "## Verdict",
         "\n".join(f"- {sentence}" for sentence in result.verdict),
+        "## Input",
+        _input_section(result),
         "## Overall",
         overall_table(result).to_markdown(index=False),
         "## Volumes",
@@ -190,7 +242,7 @@ def render_markdown(result: AuditResult) -> str:
         "## Volume estimators",
         "The estimators of the chapter \"Which volume to trust\", ranked by mean absolute error (ml), with 95% "
         "bootstrap CIs over cases.",
-        display_table(result.estimator_summary, "audit", digits=3).drop(columns="loss").to_markdown(),
+        _estimator_table(result),
         f"![Volume estimators]({FIGURES['estimators']})",
         "## Cases",
         cases.to_markdown(index=False, floatfmt=".4g"),
