@@ -120,6 +120,9 @@ def test_linear_recalibration_hand_case() -> None:
     assert fit.intercept == pytest.approx(0.0, abs=1e-12)
     assert fit.apply(4.0) == pytest.approx(6.0)
     np.testing.assert_allclose(fit.apply(np.array([0.0, 2.0])), [0.0, 3.0], atol=1e-12)
+    # a line that crosses zero is clipped there: no negative volume
+    falling = fit_linear_recalibration(np.array([1.0, 2.0, 3.0]), np.array([6.0, 4.0, 2.0]))  # 8 - 2 V
+    np.testing.assert_allclose(falling.apply(np.array([1.0, 4.0, 5.0])), [6.0, 0.0, 0.0], atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -214,6 +217,10 @@ def test_compare_estimators_cross_fits_on_other_folds() -> None:
             for name in ESTIMATORS:
                 row = got.loc[name]
                 assert row.err == pytest.approx(row.volume - expected, rel=1e-6, abs=1e-9)
+                assert row.rel_err == pytest.approx((row.volume - expected) / expected, rel=1e-6, abs=1e-12)
+                assert row.volume_unit == "pixels"  # a 2D case without a physical spacing counts pixels
+                assert row.needs == ("needs labelled cases" if name in ("temperature-scaled", "re-calibrated")
+                                     else "label-free")
                 assert row.abs_err == pytest.approx(abs(row.volume - expected), rel=1e-6, abs=1e-9)
             assert np.isnan(got.loc["soft sum", "dice"])
     summary = ranked_summary(table)
@@ -243,7 +250,7 @@ def test_single_fold_experiment_cross_fits_on_splits_of_its_cases() -> None:
         slope, intercept = np.polyfit([m.prob.sum() for m in train], [m.case.expected_volume for m in train], 1)
         assert rows.recal_slope.iloc[0] == pytest.approx(slope) and rows.recal_intercept.iloc[0] == pytest.approx(
             intercept)
-    with pytest.raises(ValueError, match="too few cases to cross-fit"):
+    with pytest.raises(ValueError, match="too few cases outside group 0 to cross-fit"):
         compare_estimators(maps[:2], n_splits=5)  # each split would be fitted on a single case
     with pytest.raises(ValueError, match="no held-out maps"):
         compare_estimators([])
@@ -299,11 +306,15 @@ def _same_but_loss(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
     from volbias.analysis.book_runs import controlled_uncertainty, lidc
-    from volbias.estimators.runs import SOFT_CONTROLS, WHICH_VOLUME_GRIDS, which_volume_experiments
+    from volbias.estimators.runs import (
+        SHIFT_LOSSES, SOFT_CONTROLS, WHICH_VOLUME_GRIDS, synthetic_seeds, which_volume_experiments,
+    )
 
     experiments = which_volume_experiments(profile, seed=0)
+    seeds = synthetic_seeds(profile, 0)
+    assert seeds == list(range(WHICH_VOLUME_GRIDS[profile]["synthetic_seeds"]))
     others = {e.name: {(r.config.to_yaml(), r.setting) for r in e.runs}
-              for e in (controlled_uncertainty(profile, 0), lidc(profile, 0))}
+              for e in (controlled_uncertainty(profile, seeds), lidc(profile, 0))}
     planned, directories = [], []
     for experiment in experiments:
         for run in experiment.runs:
@@ -313,24 +324,34 @@ def test_which_volume_runs_share_other_chapters_runs(profile: str) -> None:
             else:
                 assert key in others[experiment.name]
             targets = run.config.resolved_profile().targets
-            planned.append((run.config.task, run.config.loss, run.config.fold, targets))
+            noise = run.config.task_options.get("noise", "-")
+            planned.append((run.config.task, noise, run.config.loss, run.config.seed, run.config.fold, targets))
             directories.append(run.directory(experiment.directory(Path("/runs"))))
             # the configuration is one of the other chapter's except for the loss, the fold and the targets
             source = others["lidc" if run.config.task == "LIDC" else "controlled_uncertainty"]
             assert any(_same_but_loss(yaml.safe_load(text), run.config.to_dict()) for text, _ in source)
-            if run.config.task == "synthetic":
-                assert run.config.task_options["noise"] == "independent" and run.config.task_options["sigma"] == max(
+            if run.config.task == "synthetic":  # the most uncertain setting of its noise model
+                assert run.config.task_options["sigma"] == max(
                     yaml.safe_load(text)["task_options"]["sigma"] for text, _ in source
-                    if yaml.safe_load(text)["task_options"]["radius"] == run.config.task_options["radius"])
+                    if yaml.safe_load(text)["task_options"]["noise"] == noise)
     grid = WHICH_VOLUME_GRIDS[profile]
     expected = set()
-    for task, losses, folds in (("synthetic", grid["synthetic_losses"], grid["synthetic_folds"]),
-                                ("LIDC", grid["lidc_losses"], grid["lidc_folds"])):
-        expected |= {(task, loss, fold, "soft" if loss == "dml" else "rater") for loss in losses for fold in folds}
-        if "dml" in losses:  # the soft-target controls of DML
-            expected |= {(task, loss, fold, "soft") for loss in SOFT_CONTROLS for fold in folds}
+    later = seeds[:grid["later_seeds"]]  # DML, the later losses and the controls: the first seeds only
+    for task, noise, losses, folds, task_seeds in (
+            ("synthetic", "independent", grid["synthetic_losses"], grid["synthetic_folds"], seeds),
+            ("synthetic", "shift", SHIFT_LOSSES, grid["synthetic_folds"][:1], seeds[:1]),
+            ("LIDC", "-", grid["lidc_losses"], grid["lidc_folds"], [0])):
+        for seed in task_seeds:
+            kept = [loss for loss in losses if loss in ("ce", "sd") or task != "synthetic" or seed in later]
+            expected |= {(task, noise, loss, seed, fold, "soft" if loss == "dml" else "rater")
+                         for loss in kept for fold in folds}
+            if "dml" in kept and grid["soft_controls"]:  # the soft-target controls of DML
+                expected |= {(task, noise, loss, seed, fold, "soft") for loss in SOFT_CONTROLS for fold in folds}
     assert sorted(planned) == sorted(expected)
     assert len(set(directories)) == len(directories)  # a soft-target control never reuses a hard-target run
+    own = [run for e in experiments if e.name == "which_volume" for run in e.runs]
+    if profile == "cpu":  # the CPU build trains one run of its own (DML, first seed); the rest is shared
+        assert [(r.config.loss, r.config.seed) for r in own] == [("dml", seeds[0])]
 
 
 def test_which_volume_unknown_profile_raises() -> None:
@@ -381,8 +402,10 @@ def test_recalibration_fits_and_their_plot() -> None:
     fig, ax = plt.subplots()
     plot_recalibration(table, "toy", ["ce"], ax, unit="pixels")
     lines = [line for line in ax.get_lines() if line.get_label() != "identity"]
-    drawn = sorted(np.diff(line.get_ydata()) / np.diff(line.get_xdata()) for line in lines)
-    np.testing.assert_allclose(np.ravel(drawn), sorted(fits.slope))
+    assert len(lines) == len(fits)
+    for line in lines:  # each drawn line is one fitted line, clipped at zero
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        assert any(np.allclose(y, np.maximum(0, fit.intercept + fit.slope * x)) for fit in fits.itertuples())
     assert ax.get_xlabel() == "soft-sum volume (pixels)"
     plt.close(fig)
 

@@ -320,7 +320,7 @@ def run_experiment(experiment: Experiment, root: str | Path | None = None, progr
     configuration is reused, and a failed run does not stop the others but raises once they are done.
     ``results.csv`` and ``manifest.json`` are written into the experiment's directory in either case
     (:func:`volbias.training.collect`); the returned cases are its rows (the columns of
-    :func:`volbias.analysis.tables.read_run`, ``run_name`` and ``setting_name``).
+    :func:`volbias.training.run_files.read_run`, ``run_name`` and ``setting_name``).
     """
     base = experiment.directory(root if root is not None else default_runs_dir())
     cells = experiment_cells(experiment)

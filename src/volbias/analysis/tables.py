@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from volbias.training.run_files import CASE_COLUMNS, find_runs, load_runs, read_cases, read_run  # noqa: F401  (TEMP re-export)
 
 VOLUMES: dict[str, str] = {"soft": "pred_volume_soft", "hard": "pred_volume_hard"}
 """Predicted-volume kinds: soft = sum of probabilities, hard = volume of ``prob > 0.5``."""
@@ -207,8 +206,3 @@ def paired_test(
             "diff_ci_low": low, "diff_ci_high": high, "wilcoxon_stat": statistic, "p_value": p_value,
         })
     return pd.DataFrame(rows)
-
-
-def format_estimate(mean: float, low: float, high: float, digits: int = 3) -> str:
-    """``"0.812 [0.790, 0.833]"`` (mean and CI) for display tables."""
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

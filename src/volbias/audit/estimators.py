@@ -109,11 +109,12 @@ def _fitted(measures: Sequence[CaseMeasures], n_splits: int, n_bins: int, seed: 
             line = fit_linear_recalibration(soft[groups != g], ref[groups != g])
             intercept, slope = line.intercept, line.slope
         except ValueError:  # all training volumes equal: no line to fit
-            intercept = slope = float("nan")
+            line, intercept, slope = None, float("nan"), float("nan")
         for m, k in zip(measures, groups):
             if k == g:
                 rows.append({"case_id": m.row["case_id"], "temperature": temperature, "recal_intercept": intercept,
-                             "recal_slope": slope, "recalibrated_volume_ml": intercept + slope * m.row["soft_volume_ml"],
+                             "recal_slope": slope, "recalibrated_volume_ml": (float(line.apply(m.row["soft_volume_ml"])) if line is not None
+                                                else float("nan")),
                              **_temperature_scaled(m, temperature, n_bins)})
     return pd.DataFrame(rows).set_index("case_id")
 

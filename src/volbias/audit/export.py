@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from volbias.analysis.tables import read_cases
+from volbias.training.run_files import read_cases
 from volbias.data.case import Case
 from volbias.estimators.compare import load_held_out_maps
 

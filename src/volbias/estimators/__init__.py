@@ -2,8 +2,15 @@
 
 - :mod:`volbias.estimators.volume`: hard, soft, temperature-scaled, tau* and Dice-optimal volumes;
 - :mod:`volbias.estimators.temperature`: one-parameter temperature scaling fitted by NLL;
-- :mod:`volbias.estimators.recalibration`: linear volume re-calibration ``V_true ~ a + b V_pred``;
-- :mod:`volbias.estimators.compare`: all estimators on held-out runs, fits on the training folds;
+- :mod:`volbias.estimators.recalibration`: linear volume re-calibration ``max(0, a + b V_pred)``;
+- :mod:`volbias.estimators.maps`: held-out maps of finished runs;
+- :mod:`volbias.estimators.crossfit`: one map per case, held-out groups, leak-free fit sets;
+- :mod:`volbias.estimators.compare`: all estimators on held-out maps, cross-fitted;
+- :mod:`volbias.estimators.ceiling`: the phantoms' no-network volume (the sum of the image);
+- :mod:`volbias.estimators.volume_calibration`: slope, intercept, held-out R^2 and spread of the volumes;
+- :mod:`volbias.estimators.ranking`: two-stage bootstrap (networks, then cases) and how often an entry is best;
+- :mod:`volbias.estimators.intervals`: per-case volume distributions, intervals, coverage and CRPS;
+- :mod:`volbias.estimators.later_theory`: the volumes of each loss's optimal map;
 - :mod:`volbias.estimators.runs`: the runs of the chapter "Which volume to trust";
 - :mod:`volbias.estimators.plots`: its figures.
 """

@@ -1,36 +1,39 @@
-"""All volume estimators applied to the held-out probability maps of finished runs.
+"""All volume estimators applied to the held-out probability maps of finished runs, cross-fitted without leaks.
 
-For every run (one task, loss, fold and seed) the validation maps in ``probabilities.npz`` are turned into
-six volume estimates per case.  The two estimators with fitted parameters (temperature scaling and the
-linear volume re-calibration) are *cross-fitted*: the estimate of a held-out fold uses parameters fitted on
-the held-out maps of the other folds of the same experiment (each produced by a network that never saw
-them), so no case contributes to its own calibration.  When an experiment has runs of a single fold only,
-its cases are split into ``n_splits`` groups instead.  Temperatures are fitted, and calibration errors
-measured, against the voxel marginals wherever the data have them (the exact ``p`` of the phantoms, the
-mean rater of LIDC), else against the reference label.  Runs trained on soft targets carry the loss label
-``"<loss> (soft)"`` (:func:`run_loss_name`), except DML, which is always trained on them.
+For every experiment (one task, setting, loss and seed; :mod:`volbias.estimators.maps`) the held-out maps
+are reduced to one per case and split into held-out groups (:mod:`volbias.estimators.crossfit`).  Each
+case gets six volume estimates.  The two estimators with fitted parameters (temperature scaling and the
+linear volume re-calibration) use parameters fitted on the maps of the *other* groups' cases only, each
+produced by a network that never saw them.  Temperatures are fitted, and calibration errors measured,
+against the voxel marginals wherever the data have them (the exact ``p`` of the phantoms, the mean rater
+of LIDC), else against the reference label.
 
-The result is a long table, one row per case and estimator, with the volume, its signed and absolute
-error against a reference volume, the Dice of the estimator's mask (NaN for estimators without a mask)
-and the expected calibration error of the map the estimator reads.
+The result is a long table, one row per case and estimator, with the volume, its signed, absolute and
+relative error against a reference volume, the Dice of the estimator's mask (NaN for estimators without a
+mask) and the expected calibration error of the map the estimator reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from volbias.analysis.tables import bootstrap_ci, format_estimate, read_run, summarize
+from volbias.analysis.present import format_estimate
+from volbias.analysis.tables import bootstrap_ci, summarize
 from volbias.data.case import Case
+from volbias.estimators.crossfit import case_cluster, crossfit_sets, one_map_per_case
+from volbias.estimators.maps import EXPERIMENT_KEYS, HeldOutMap, by_experiment, load_held_out_maps, run_loss_name
 from volbias.estimators.recalibration import fit_linear_recalibration
 from volbias.estimators.temperature import apply_temperature, fit_temperature
 from volbias.estimators.volume import tau_star_mask
 from volbias.metrics import dice, expected_calibration_error, hard_volume, soft_volume
 from volbias.theory import dice_optimal_mask
+
+__all__ = ["ESTIMATORS", "EXPERIMENT_KEYS", "HeldOutMap", "LABELLED", "LABEL_FREE", "NEEDS",
+           "calibration_target", "compare_estimators", "display_table", "load_held_out_maps", "ranked_summary",
+           "recalibration_fits", "run_loss_name"]
 
 ESTIMATORS: tuple[str, ...] = (
     "threshold 0.5",
@@ -42,67 +45,14 @@ ESTIMATORS: tuple[str, ...] = (
 )
 """Display names of the estimators, in the order of the chapter."""
 
-EXPERIMENT_KEYS: tuple[str, ...] = ("task", "setting", "loss", "seed")
-
-ALWAYS_SOFT: tuple[str, ...] = ("dml",)
-"""Losses trained on the soft targets only (their label does not repeat it)."""
-
-
-def run_loss_name(loss: str, targets: str) -> str:
-    """The comparison's name of a run: the loss, with ``" (soft)"`` when trained on the soft targets."""
-    return f"{loss} (soft)" if targets == "soft" and loss not in ALWAYS_SOFT else loss
-
-
-@dataclass
-class HeldOutMap:
-    """One held-out probability map with its case and the run it came from."""
-
-    task: str
-    setting: str
-    loss: str
-    seed: int
-    fold: int
-    case: Case
-    prob: np.ndarray
-
-
-def load_held_out_maps(run_dir: str | Path, cases: Mapping[str, Case]) -> list[HeldOutMap]:
-    """Held-out maps of one finished run; ``cases`` maps case ids to the run's (validation) cases.
-
-    Maps are clipped to [0, 1] and set to 0 outside each case's mask.
-    """
-    run_dir = Path(run_dir)
-    frame = read_run(run_dir)
-    targets = str(frame["training.targets"].iloc[0]) if "training.targets" in frame.columns else "rater"
-    path = run_dir / "probabilities.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: run has no probability maps")
-    maps: list[HeldOutMap] = []
-    with np.load(path) as archive:
-        for row in frame.itertuples(index=False):
-            if row.case_id not in cases:
-                raise KeyError(f"{run_dir}: case {row.case_id!r} of task {row.task!r} was not loaded")
-            if row.case_id not in archive.files:
-                raise KeyError(f"{path}: no map for case {row.case_id!r}")
-            case = cases[row.case_id]
-            prob = archive[row.case_id].astype(np.float64)
-            if prob.shape != case.label.shape:
-                raise ValueError(f"{path}: map of {row.case_id} has shape {prob.shape}, label {case.label.shape}")
-            clipped = np.where(case.mask, np.clip(prob, 0.0, 1.0), 0.0)
-            maps.append(HeldOutMap(row.task, row.setting, run_loss_name(row.loss, targets), int(row.seed),
-                                   int(row.fold), case, clipped))
-    return maps
-
-
-def _fit_groups(group: list[HeldOutMap], n_splits: int) -> np.ndarray:
-    """Cross-fitting group of every map: its fold, or (single fold) a split of the sorted case ids."""
-    folds = np.array([m.fold for m in group])
-    if np.unique(folds).size >= 2:
-        return folds
-    order = np.argsort([m.case.id for m in group], kind="stable")
-    splits = np.empty(len(group), dtype=int)
-    splits[order] = np.arange(len(group)) % n_splits
-    return splits
+LABEL_FREE = "label-free"
+LABELLED = "needs labelled cases"
+NEEDS: dict[str, str] = {
+    "threshold 0.5": LABEL_FREE, "soft sum": LABEL_FREE, "tau* threshold": LABEL_FREE, "Dice-optimal": LABEL_FREE,
+    "temperature-scaled": LABELLED, "re-calibrated": LABELLED,
+}
+"""What each estimator needs besides the network: nothing, or labelled local cases to fit its parameters on
+(voxel labels for the temperature, reference volumes for the re-calibration line)."""
 
 
 def _reference(case: Case, reference: str) -> float:
@@ -139,18 +89,22 @@ def _rows_for_case(m: HeldOutMap, temperature: float, intercept: float, slope: f
     masks = {"threshold 0.5": prob > 0.5, "tau* threshold": tau_star_mask(prob),
              "Dice-optimal": np.asarray(dice_optimal_mask(prob), dtype=bool)}
     volumes = {name: hard_volume(mask, spacing) for name, mask in masks.items()}
+    line = intercept + slope * soft
     volumes.update({"soft sum": soft, "temperature-scaled": soft_volume(scaled, spacing),
-                    "re-calibrated": intercept + slope * soft})
+                    "re-calibrated": max(0.0, line)})
     ref = _reference(case, reference)
-    unit = "ml" if spacing is not None else ("pixels" if case.label.ndim == 2 else "voxels")
     base = {"task": m.task, "setting": m.setting, "loss": m.loss, "seed": m.seed, "fold": m.fold,
-            "case_id": case.id, "volume_unit": unit, "reference_volume": ref, "temperature": temperature,
-            "recal_intercept": intercept, "recal_slope": slope, **fit}
+            "replicate": f"seed {m.seed}, fold {m.fold}", "split": m.split, "case_id": case.id,
+            "cluster": case_cluster(case), "volume_unit": case.volume_unit, "reference_volume": ref,
+            "temperature": temperature, "recal_intercept": intercept, "recal_slope": slope, **fit}
     rows = []
     for name in ESTIMATORS:
         volume = volumes[name]
+        err = volume - ref
+        rel = err / ref if ref > 0 else float("nan")
         rows.append({
-            **base, "estimator": name, "volume": volume, "err": volume - ref, "abs_err": abs(volume - ref),
+            **base, "estimator": name, "needs": NEEDS[name], "volume": volume, "err": err, "abs_err": abs(err),
+            "rel_err": rel, "abs_rel_err": abs(rel), "clipped": name == "re-calibrated" and line < 0,
             "dice": dice(masks[name], label) if name in masks else float("nan"),
             "ece": ece_scaled if name == "temperature-scaled" else ece_raw,
         })
@@ -160,33 +114,28 @@ def _rows_for_case(m: HeldOutMap, temperature: float, intercept: float, slope: f
 def compare_estimators(
     maps: Sequence[HeldOutMap], reference: str = "expected_volume", n_splits: int = 5, n_bins: int = 10
 ) -> pd.DataFrame:
-    """Long table (one row per case and estimator) of volumes, errors, Dice and ECE, cross-fitted.
+    """Long table (one row per case and estimator) of volumes, errors, Dice and ECE, cross-fitted without leaks.
 
-    Besides the fitted parameters (``temperature``, ``recal_intercept``, ``recal_slope``) each row names its
-    cross-fitting group (``fit_group``), the number of cases the parameters were fitted on (``n_fit``) and the
-    unit of its volumes (``volume_unit``: ml, or pixels / voxels where the data have no physical spacing).
+    Each case appears once per estimator (:func:`volbias.estimators.crossfit.one_map_per_case`).  Besides the
+    fitted parameters (``temperature``, ``recal_intercept``, ``recal_slope``) each row names its network
+    (``fold``, and ``replicate`` = seed and fold, the unit a ranking resamples first), its ``cluster`` (patient
+    or case, resampled second), its held-out group (``fit_group``), the number of cases the parameters were
+    fitted on (``n_fit``), what the estimator ``needs`` (:data:`NEEDS`), whether a re-calibrated volume was
+    ``clipped`` at zero, and the unit of its volumes (``volume_unit``, the case's
+    :attr:`volbias.data.case.Case.volume_unit`).  ``rel_err`` is the error over the reference volume.
     """
     if not maps:
         raise ValueError("no held-out maps to compare; train the runs first")
-    experiments: dict[tuple, list[HeldOutMap]] = {}
-    for m in maps:
-        experiments.setdefault((m.task, m.setting, m.loss, m.seed), []).append(m)
     rows: list[dict[str, object]] = []
-    for key, group in experiments.items():
-        fit_groups = _fit_groups(group, n_splits)
-        soft = np.array([soft_volume(m.prob, _spacing(m.case)) for m in group])
-        refs = np.array([_reference(m.case, reference) for m in group])
-        for g in np.unique(fit_groups):
-            train = [m for m, f in zip(group, fit_groups) if f != g]
-            if len(train) < 2:
-                raise ValueError(f"experiment {dict(zip(EXPERIMENT_KEYS, key))}: too few cases to cross-fit")
-            temperature = fit_temperature([m.prob for m in train], [calibration_target(m.case) for m in train],
-                                          [m.case.mask for m in train])
-            recal = fit_linear_recalibration(soft[fit_groups != g], refs[fit_groups != g])
-            fit = {"fit_group": int(g), "n_fit": len(train)}
-            for m, f in zip(group, fit_groups):
-                if f == g:
-                    rows.extend(_rows_for_case(m, temperature, recal.intercept, recal.slope, reference, n_bins, fit))
+    for group in by_experiment(one_map_per_case(maps)).values():
+        for cf in crossfit_sets(group, n_splits):
+            temperature = fit_temperature([m.prob for m in cf.fit], [calibration_target(m.case) for m in cf.fit],
+                                          [m.case.mask for m in cf.fit])
+            recal = fit_linear_recalibration(np.array([soft_volume(m.prob, _spacing(m.case)) for m in cf.fit]),
+                                             np.array([_reference(m.case, reference) for m in cf.fit]))
+            fit = {"fit_group": cf.group, "n_fit": len(cf.fit)}
+            for m in cf.held_out:
+                rows.extend(_rows_for_case(m, temperature, recal.intercept, recal.slope, reference, n_bins, fit))
     return pd.DataFrame(rows)
 
 
@@ -254,7 +203,7 @@ def display_table(summary: pd.DataFrame, task: str, digits: int = 2) -> pd.DataF
         places = digits if metric in ("err", "abs_err", "vs_best") else 3
         out[name] = [
             "n/a" if np.isnan(row[metric]) else format_estimate(row[metric], row[f"{metric}_low"],
-                                                               row[f"{metric}_high"], places)
+                                                               row[f"{metric}_high"], decimals=places)
             for _, row in part.iterrows()
         ]
     return out.set_index("rank")

@@ -80,9 +80,9 @@ def plot_recalibration(comparison: pd.DataFrame, task: str, losses: Sequence[str
         colour = loss_colour(base)
         ax.scatter(x, rows["reference_volume"], s=14, alpha=0.6, color=colour, marker="^" if variant else "o",
                    label=comparison_label(loss))
-        span = np.array([x.min(), x.max()])
-        for _, fit in rows.drop_duplicates("fit_group").iterrows():
-            ax.plot(span, fit["recal_intercept"] + fit["recal_slope"] * span, color=colour, lw=1,
+        span = np.linspace(x.min(), x.max(), 101)
+        for _, fit in rows.drop_duplicates(["seed", "fit_group"]).iterrows():
+            ax.plot(span, np.maximum(0.0, fit["recal_intercept"] + fit["recal_slope"] * span), color=colour, lw=1,
                     ls="--" if variant else "-")
         top = max(top, float(x.max()), float(rows["reference_volume"].max()))
     ax.plot([0, top], [0, top], color=REFERENCE_COLOUR, lw=0.8, ls="--", label="identity")
@@ -90,3 +90,27 @@ def plot_recalibration(comparison: pd.DataFrame, task: str, losses: Sequence[str
     ax.set_ylabel(f"expected volume ({unit})")
     ax.set_title(f"{task}: cross-fitted re-calibration lines")
     ax.legend(fontsize="x-small", title="training loss")
+
+
+def plot_coverage(summary: pd.DataFrame, losses: Sequence[str], ax: Axes, nominal: float, title: str) -> None:
+    """Observed coverage of the volume intervals per loss (x), one bar per coupling, with their two-stage bootstrap
+    95% CIs (columns ``loss``, ``coupling``, ``mean``, ``low``, ``high`` of ``summary``, one map per loss) and the
+    nominal level (dashed)."""
+    if summary.duplicated(["loss", "coupling"]).any():
+        raise ValueError("summary: one row per loss and coupling expected (select one map)")
+    couplings = list(dict.fromkeys(summary["coupling"]))
+    width = 0.8 / max(len(couplings), 1)
+    palette = sns.color_palette("colorblind", len(couplings))
+    for k, coupling in enumerate(couplings):
+        part = summary[summary["coupling"] == coupling].set_index("loss")
+        part = part.reindex([loss for loss in losses if loss in part.index])
+        x = np.array([list(losses).index(loss) for loss in part.index]) - 0.4 + width * (k + 0.5)
+        ax.bar(x, part["mean"], width, color=palette[k], label=coupling,
+               yerr=np.vstack([part["mean"] - part["low"], part["high"] - part["mean"]]), capsize=2,
+               error_kw={"lw": 0.8})
+    ax.axhline(nominal, color=REFERENCE_COLOUR, lw=0.8, ls="--")
+    ax.set_xticks(range(len(losses)), [comparison_label(loss) for loss in losses], rotation=30)
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("share of draws inside")
+    ax.set_title(title)
+    ax.legend(fontsize="x-small", ncol=2, loc="upper center", columnspacing=0.8, handlelength=1.2)

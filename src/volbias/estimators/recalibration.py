@@ -1,8 +1,9 @@
-"""Linear volume re-calibration (the optional re-calibration step of the journal paper [bertels2021]).
+"""Linear volume re-calibration: the book's reading of the journal paper's "optional re-calibration" [bertels2021].
 
-On the training folds the reference volumes are regressed on the predicted volumes,
-``V_true ~ a + b V_pred`` (ordinary least squares, :func:`scipy.stats.linregress`); held-out
-predictions are then mapped to ``a + b V_pred``.
+The paper names the step without fixing its form; here, on cases other than those it corrects, the
+reference volumes are regressed on the predicted volumes, ``V_true ~ a + b V_pred`` (ordinary least
+squares, :func:`scipy.stats.linregress`), and held-out predictions are mapped to ``max(0, a + b V_pred)``:
+a line with a positive intercept or a slope below 1 can cross zero, and a volume is never negative.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from scipy.stats import linregress
 
 @dataclass(frozen=True)
 class LinearRecalibration:
-    """Fitted map ``V -> intercept + slope * V``."""
+    """Fitted map ``V -> max(0, intercept + slope * V)``."""
 
     intercept: float
     slope: float
 
     def apply(self, pred_volume: np.ndarray | float) -> np.ndarray | float:
-        """Re-calibrated volume(s) of held-out predictions."""
-        out = self.intercept + self.slope * np.asarray(pred_volume, dtype=np.float64)
+        """Re-calibrated volume(s) of held-out predictions, clipped at zero."""
+        out = np.maximum(0.0, self.intercept + self.slope * np.asarray(pred_volume, dtype=np.float64))
         return float(out) if out.ndim == 0 else out
 
 

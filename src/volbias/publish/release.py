@@ -43,7 +43,7 @@ import pandas as pd
 import yaml
 
 from ..analysis.book_runs import default_runs_dir
-from ..analysis.tables import load_runs
+from ..training.run_files import load_runs
 from ..bookbuild import ChapterError, check_executed, read_glued, toc_chapters
 from .citation import CitationError
 from .metadata import MetadataError, ProjectMetadata, read_metadata

@@ -4,7 +4,8 @@ numpy in, numpy out.  Modules: :mod:`.optima` (expected volume, CE and soft Dice
 :mod:`.poisson_binomial` and :mod:`.expected_dice` (hard Dice with independent labels),
 :mod:`.core_rim` (closed forms), :mod:`.boundary_shift` (correlated labels), :mod:`.phantoms`
 (blurred disks/spheres), :mod:`.bias_curves` (bias against ``sigma / R``) and
-:mod:`.logit_descent` (gradient descent on free logits).
+:mod:`.logit_descent` (gradient descent on free logits), :mod:`.blob_shift` (expected Dice when several blobs
+shift independently) and :mod:`.later_optima` (optima of losses published after the paper: focal, Tversky, DSC++).
 """
 
 from volbias.theory.bias_curves import VOLUME_COLUMNS, bias_curve
@@ -23,6 +24,14 @@ from volbias.theory.core_rim import (
     q_crit,
 )
 from volbias.theory.expected_dice import dice_optimal_mask, expected_dice, expected_dice_topk
+from volbias.theory.later_optima import (
+    dsc_plus_plus_optimum,
+    dsc_plus_plus_ratio,
+    focal_expected_loss,
+    focal_optimum,
+    tversky_index,
+    tversky_optimal_mask,
+)
 from volbias.theory.logit_descent import FreeLogitResult, optimise_free_logits
 from volbias.theory.optima import (
     cross_entropy_optimum,
@@ -47,9 +56,13 @@ __all__ = [
     "core_rim_relative_bias",
     "cross_entropy_optimum",
     "dice_optimal_mask",
+    "dsc_plus_plus_optimum",
+    "dsc_plus_plus_ratio",
     "expected_dice",
     "expected_dice_topk",
     "expected_volume",
+    "focal_expected_loss",
+    "focal_optimum",
     "keeps_rim",
     "optimise_free_logits",
     "plugin_soft_dice",
@@ -62,4 +75,6 @@ __all__ = [
     "shift_marginals",
     "soft_dice_optimum",
     "soft_dice_threshold",
+    "tversky_index",
+    "tversky_optimal_mask",
 ]
