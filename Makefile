@@ -57,7 +57,7 @@ book: $(STAMP)
 
 # The stored cpu reference result set (hours on two cores; resumable: run it again to finish an interrupted sitting).
 results-cpu: $(STAMP)
-	$(PY) -m volbias.analysis.reference_set make --workers $(WORKERS)
+	$(PY) -m volbias.analysis.reference_set make --workers $(WORKERS) $(if $(FIRST),--first $(FIRST))
 
 # Every page of the built book in headless Chromium (the Debian package `chromium`): layout, images, math, code.
 check-browser: $(STAMP)

@@ -52,7 +52,7 @@ class Step:
     parameters: Callable[[Path], dict[str, Any]] = lambda work: {}
     data: tuple[str, ...] = ()
     prepare: Callable[[Path, Path], None] = lambda work, runs: None
-    shared_cache: bool = False  # read the data through the session's data cache (VOLBIAS_CACHE_DIR)
+    shared_cache: bool = False  # read the data through the session's data cache (else a cache the other steps share)
 
 
 @dataclass
@@ -201,8 +201,9 @@ class Book:
                 patch.setenv("VOLBIAS_RUNS_DIR", str(runs))
                 patch.setenv("VOLBIAS_DATA_MIRROR", str(mirror))
                 patch.delenv("VOLBIAS_ISLES_ROOT", raising=False)
-                if step.shared_cache:
-                    patch.setenv("VOLBIAS_CACHE_DIR", str(self.mirror.cache_dir))
+                # the session's data cache, else one the steps share: never the user's cache
+                cache = self.mirror.cache_dir if step.shared_cache else self.work_dir / "chapter-cache"
+                patch.setenv("VOLBIAS_CACHE_DIR", str(cache))
                 out = execute_chapter(self.repo_root / "chapters" / f"{step.chapter}.ipynb",
                                       work / "executed" / f"{step.name}.ipynb",
                                       {"profile": PROFILE, **step.parameters(work)},

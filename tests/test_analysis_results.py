@@ -55,6 +55,20 @@ def test_manifest_round_trip_and_result_set(tmp_path: Path) -> None:
     assert results_store.read_result_sets(tmp_path / "absent") == []
 
 
+def test_result_set_columns_come_from_the_book_layout(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    write_result_set(root / "lidc" / "cpu" / "LIDC, SD per batch" / "LIDC" / "sd", make_cases("LIDC", 1.0, 0.0))
+    write_result_set(root / "brain_tumour_x2" / "cpu" / "BR18-sample" / "BR18-sample" / "ce",
+                     make_cases("BR18-sample", 1.0, 0.0))
+    write_result_set(root / "loose", make_cases("BR18", 1.0, 0.0))
+    results_store.write_manifest(root, seed=0, profile="cpu")
+    cases = results_store.read_result_set(root).cases
+    by_experiment = cases.groupby("experiment").agg(setting=("setting_name", "first"), budget=("budget", "first"))
+    assert by_experiment.loc["lidc"].tolist() == ["LIDC, SD per batch", 1.0]
+    assert by_experiment.loc["brain_tumour_x2"].tolist() == ["BR18-sample", 2.0]
+    assert cases.loc[cases.experiment == "loose", "setting_name"].isna().all()
+
+
 def test_manifest_errors_name_the_file(tmp_path: Path) -> None:
     result = write_result_set(tmp_path / "r", make_cases("BR18", 1.0, 0.0))
     with pytest.raises(FileNotFoundError, match="manifest.json"):

@@ -6,6 +6,7 @@ stored twins, its figures render and it glues what the landing page pastes. Exec
 from __future__ import annotations
 
 import io
+from html import escape as html_escape
 
 import nbformat
 import numpy as np
@@ -52,7 +53,7 @@ def test_the_chapter_opens_with_the_plan(results) -> None:
     html = "".join(o["data"]["text/html"] for o in outputs(first) if "text/html" in o.get("data", {}))
     assert "The analysis plan" in html
     for item in plan.PLAN:
-        assert item.rule.split(";")[0].replace("<", "&lt;").replace(">", "&gt;") in html
+        assert html_escape(item.rule.split(";")[0], quote=False) in html
     assert results.value("results_tau") == f"{plan.VOLUME_MARGIN:.0%}"
 
 

@@ -91,8 +91,11 @@ def test_auto_decimals_show_two_significant_digits(values: list[float]) -> None:
     def significant_digits(shown: str) -> int:
         return len(shown.replace(".", "").lstrip("0"))
 
-    # brute force: the fewest decimals that show the median with at least two significant digits
-    expected = next(d for d in range(20) if significant_digits(f"{median:.{d}f}") >= 2)
+    # brute force: round the median to two significant digits, then take the fewest decimals that show that
+    # value with two digits (0.96875 -> 0.97; 9.96 -> 10; 1.0 -> 1.0; 123456 -> 120000)
+    rounded = float(f"{median:.1e}")
+    expected = next(d for d in range(20)
+                    if round(rounded, d) == rounded and significant_digits(f"{rounded:.{d}f}") >= 2)
     assert present.auto_decimals(values) == min(expected, 4)
     assert present.auto_decimals([0.5]) == 2 and present.auto_decimals([9.96]) == 0
 
@@ -271,3 +274,14 @@ def test_presets_pass_the_layout_on() -> None:
     for styler in stylers:
         assert "<br>[" in styler.to_html()
         assert present.FULL_WIDTH_CLASS in parse(styler).table_attrs["class"].split()
+
+
+def test_cell_text_is_shown_as_written() -> None:
+    """A rule such as ``p < delta & q > 0`` is escaped, so the browser shows it instead of reading a tag."""
+    frame = pd.DataFrame({"rule": ["yes: p <delta & q > 0"], "v": [1.0], "v_ci_low": [0.5], "v_ci_high": [2.0]})
+    styler = present.table(frame, {"rule": "rule", "v": present.estimate("v")}, ci="below")
+    html = styler.to_html()
+    assert "yes: p &lt;delta &amp; q &gt; 0" in html and "<delta" not in html
+    assert "<br>[" in html  # the interval's line break is markup, not text
+    header, row = parse(styler).rows
+    assert row[0][1] == "yes: p <delta & q > 0"

@@ -26,6 +26,7 @@ number formatting.
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -295,7 +296,7 @@ def table(frame: pd.DataFrame, columns: Mapping[str, Column | str], caption: str
     """Render ``frame`` for readers: the ``columns`` in their order, formatted, without the index.
 
     ``columns`` maps a column of ``frame`` to its :class:`Column` (or just a header for a text
-    column). Numbers are right-aligned and, like short labels, kept on one line; longer text wraps
+    column). Cell text is HTML-escaped (a rule such as ``p < delta`` shows as written). Numbers are right-aligned and, like short labels, kept on one line; longer text wraps
     within at least :data:`LONG_TEXT_WIDTH`. ``ci="below"`` puts each estimate's interval on a second
     line of its cell; ``layout="full-width"`` lets the table use the right margin too (only where a
     table cannot be made to fit the column). The table gets the class :data:`TABLE_CLASS`.
@@ -310,6 +311,7 @@ def table(frame: pd.DataFrame, columns: Mapping[str, Column | str], caption: str
     shown = pd.DataFrame({spec.title: _format_column(frame, source, spec) for source, spec in specs.items()})
     if shown.columns.has_duplicates:
         raise ValueError(f"two columns share a header: {list(shown.columns)}")
+    shown = shown.map(lambda cell: html.escape(cell, quote=False) if isinstance(cell, str) else cell)
     if ci == "below":
         for title in [spec.title for spec in specs.values() if spec.kind == "estimate"]:
             shown[title] = shown[title].map(_ci_below)

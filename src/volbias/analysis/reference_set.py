@@ -9,7 +9,8 @@ settings and in the book's run layout (``<set>/<experiment>/cpu/<setting>/<task>
   the same folds (the sensitivity run);
 - BR18-sample: 5 folds x CE, SD, CE-CE and CE-SD; CE and SD again at twice the steps (the stability check).
 
-It is resumable (finished runs are kept; a line per finished run) and may be made over several sittings. Of
+It is resumable (finished runs are kept; a line per finished run) and may be made over several sittings
+(``--first`` picks which experiments go first); the manifest lists the planned runs still ``pending``. Of
 every run it keeps ``config.yaml``, ``resolved.yaml``, ``cases.csv``, ``train_log.csv``, ``summary.json``,
 ``launch.json`` and ``DONE`` (no checkpoints, no probability maps); it adds the phantom theory tables of the
 test phantoms (``phantom_theory/``) and writes ``manifest.json``: commit, package versions, hardware,
@@ -78,9 +79,11 @@ def reference_experiments() -> list[book_runs.Experiment]:
 
 
 def reference_cells(experiments: Sequence[book_runs.Experiment]) -> list[Cell]:
-    """Every run of ``experiments`` as a grid cell named by its path below the set's folder."""
+    """Every run of ``experiments`` as a grid cell named by its path below the set's folder; within an
+    experiment the CE and SD runs that every claim compares come first (then the two-stage schedules)."""
     return [Cell(f"{experiment.name}/{experiment.profile}/{cell.name}", cell.values, cell.labels)
-            for experiment in experiments for cell in book_runs.experiment_cells(experiment)]
+            for experiment in experiments
+            for cell in sorted(book_runs.experiment_cells(experiment), key=lambda c: c.values["loss"] not in DOUBLED)]
 
 
 def prune(root: Path) -> None:
@@ -112,25 +115,58 @@ def run_table(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "seconds", "training_code_hash", "commit"])
 
 
+def ordered_experiments(names: Sequence[str] = ()) -> list[book_runs.Experiment]:
+    """The set's experiments, those named in ``names`` first and in that order (all when empty)."""
+    experiments = reference_experiments()
+    known = [experiment.name for experiment in experiments]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown experiments {unknown}; the set has {known}")
+    rank = {name: i for i, name in enumerate(names)}
+    return sorted(experiments, key=lambda experiment: rank.get(experiment.name, len(rank)))
+
+
+def pending_runs(root: Path) -> list[str]:
+    """The planned runs of the set that are not finished below ``root`` (empty when the set is complete)."""
+    done = {str(run.relative_to(root)) for run in find_runs(root)}
+    return [cell.name for cell in reference_cells(reference_experiments()) if cell.name not in done]
+
+
 def make_reference_set(root: Path, workers: int = 2, progress: bool = True,
-                       command: str = "make results-cpu") -> Path:
-    """Train the missing runs of the set, prune them, add the phantom theory and write the manifest."""
+                       command: str = "make results-cpu", first: Sequence[str] = ()) -> Path:
+    """Train the missing runs of the set (experiments in ``first`` first), then :func:`close_sitting`."""
     root.mkdir(parents=True, exist_ok=True)
-    cells = reference_cells(reference_experiments())
+    cells = reference_cells(ordered_experiments(first))
     started = time.time()
     report = launch(cells, root, workers=workers, progress=progress)
-    prune(root)
+    close_sitting(root, command, sitting_seconds=time.time() - started, progress=progress)
     if report.failed:
         raise RuntimeError(f"{root}: {len(report.failed)} runs failed, e.g. {report.failed[0].name}: "
                            f"{report.failed[0].error}; run the command again to retry them")
+    return root
+
+
+def unfinished_runs(root: Path) -> list[Path]:
+    """Run folders below ``root`` that hold a started but unfinished run (checkpoints, no ``DONE``)."""
+    finished = set(find_runs(root))
+    return sorted(config.parent for config in root.rglob("config.yaml")
+                  if config.parent not in finished and config.parent.parent != root)
+
+
+def close_sitting(root: Path, command: str = "make results-cpu", sitting_seconds: float | None = None,
+                  progress: bool = True) -> Path:
+    """Prune the finished runs, add the phantom theory and write the manifest of what the set holds now,
+    with the planned runs still ``pending``: after a sitting ends or is stopped (unfinished runs are left
+    where they are, to resume; they are not part of the set)."""
+    prune(root)
     phantom_theory.attach_theory_volumes(phantom_cases(root), caches=[root / THEORY_DIR], progress=progress)
     runs = run_table(root)
     hashes = sorted(set(runs["training_code_hash"].dropna()))
     write_manifest(root, seed=0, profile=PROFILE, description=__doc__.split("\n\n")[0],
                    command=command, training_code_hash=hashes[0] if len(hashes) == 1 else hashes,
-                   n_runs=len(runs), wall_seconds_this_sitting=round(time.time() - started),
-                   run_seconds_total=round(float(runs["seconds"].sum()), 1),
-                   runs=runs.to_dict(orient="records"))
+                   n_runs=len(runs), run_seconds_total=round(float(runs["seconds"].sum()), 1),
+                   wall_seconds_last_sitting=None if sitting_seconds is None else round(sitting_seconds),
+                   runs=runs.to_dict(orient="records"), pending=pending_runs(root))
     return root
 
 
@@ -160,17 +196,30 @@ def check_reference_set(root: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``make`` or ``check`` the reference set."""
+    """``make``, ``close`` or ``check`` the reference set."""
     parser = argparse.ArgumentParser(prog="python -m volbias.analysis.reference_set", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("make", "check"))
+    parser.add_argument("action", choices=("make", "close", "check"),
+                        help="make: train what is missing; close: write the manifest of what is there (after "
+                             "a stopped sitting); check: is the set valid")
     parser.add_argument("--root", type=Path, default=default_root())
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--first", nargs="*", default=(), metavar="EXPERIMENT",
+                        help="train these experiments' runs first, in this order (the set's order otherwise)")
     args = parser.parse_args(argv)
     if args.action == "make":
-        make_reference_set(args.root, args.workers, command=" ".join(["make results-cpu", *sys.argv[2:]]))
+        make_reference_set(args.root, args.workers, command=" ".join(["make results-cpu", *sys.argv[2:]]),
+                           first=args.first)
         print(f"{args.root}: {len(find_runs(args.root))} runs; manifest written")
+    elif args.action == "close":
+        close_sitting(args.root, command="python -m volbias.analysis.reference_set close")
+        for run_dir in unfinished_runs(args.root):
+            print(f"{run_dir}: unfinished (not part of the set; `make results-cpu` resumes it)")
     from volbias.analysis.results_store import read_manifest
 
+    pending = pending_runs(args.root)
+    if pending:
+        print(f"{args.root}: {len(pending)} planned runs pending (e.g. {pending[0]}); "
+              "`make results-cpu` trains them")
     problems = check_reference_set(args.root, read_manifest(args.root))
     for line in problems:
         print(f"{args.root}: {line}", file=sys.stderr)

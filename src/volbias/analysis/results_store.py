@@ -112,8 +112,9 @@ def read_result_set(result_dir: str | Path) -> ResultSet:
     """One result set: manifest and the cases of all its finished runs.
 
     Added columns: ``source`` (the set's name), ``experiment`` (the first folder below the set, e.g.
-    ``brain_tumour``) and ``budget`` (the training-length factor of an experiment named ``<name>_x<factor>``,
-    else 1).
+    ``brain_tumour``), ``setting_name`` (the folder below the profile's, as the book's run layout
+    ``<experiment>/<profile>/<setting>/<task>/<loss>/<run>`` names it; missing for runs stored outside it) and
+    ``budget`` (the training-length factor of an experiment named ``<name>_x<factor>``, else 1).
     """
     result_dir = Path(result_dir)
     manifest = read_manifest(result_dir)
@@ -121,7 +122,9 @@ def read_result_set(result_dir: str | Path) -> ResultSet:
         raise ValueError(f"{result_dir}: no finished runs (folders with cases.csv and DONE)")
     cases = load_runs(result_dir)
     cases["source"] = result_dir.name
-    cases["experiment"] = [Path(d).relative_to(result_dir).parts[0] for d in cases["run_dir"]]
+    parts = [Path(d).relative_to(result_dir).parts for d in cases["run_dir"]]
+    cases["experiment"] = [p[0] for p in parts]
+    cases["setting_name"] = [p[2] if len(p) == 6 else None for p in parts]
     budget = cases["experiment"].str.extract(r"_x(\d+(?:\.\d+)?)$")[0].astype(float)
     cases["budget"] = budget.fillna(1.0)
     return ResultSet(result_dir.name, result_dir, manifest, cases)
