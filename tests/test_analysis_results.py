@@ -107,3 +107,25 @@ def test_claims_table_on_the_paper_tasks() -> None:
     assert text.startswith(f"SD +{100 * by_hand:.1f} % [")
     assert (table.networks == "5 / 5").all()
     assert (table.n == 20).all()
+
+
+def test_live_and_stored_runs_pair_by_the_device_they_ran_on(tmp_path: Path) -> None:
+    """A live run asked for ``device: auto`` that ran on the CPU is the twin of a stored run asked for ``cpu``;
+    one that ran on a GPU is not; a changed number shows as a difference."""
+    cases = make_cases("BR18", 1.0, 0.0, n=4)
+    cases = cases[cases.loss == "sd"].assign(run_dir="")
+
+    def run(name: str, asked: str, used: str, shift: float = 0.0) -> pd.DataFrame:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"task": "BR18", "loss": "sd", "device": asked}))
+        (folder / "summary.json").write_text(json.dumps({"device": used}))
+        return cases.assign(run_dir=str(folder), dice=cases.dice + shift)
+
+    stored = run("stored", "cpu", "cpu")
+    same = results_store.live_vs_stored(run("live", "auto", "cpu"), stored)
+    assert len(same) == 1 and bool(same.identical.iloc[0]) and same.largest_difference.iloc[0] == 0
+    moved = results_store.live_vs_stored(run("moved", "auto", "cpu", shift=1e-3), stored)
+    assert not moved.identical.iloc[0] and moved.largest_difference.iloc[0] == pytest.approx(1e-3)
+    assert moved.column.iloc[0] == "dice"
+    assert results_store.live_vs_stored(run("gpu", "auto", "cuda"), stored).empty

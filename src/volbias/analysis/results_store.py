@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from volbias.training.run_files import find_runs, load_runs, read_config
+from volbias.training.run_files import find_runs, load_runs, read_config, read_summary
 
 MANIFEST = "manifest.json"
 MANIFEST_KEYS: tuple[str, ...] = ("commit", "versions", "hardware", "seed")
@@ -131,7 +131,13 @@ def read_result_set(result_dir: str | Path) -> ResultSet:
 
 
 def _config_key(run_dir: str | Path) -> str:
-    return json.dumps(read_config(run_dir), sort_keys=True, default=str)
+    """The configuration a run ran with: its ``config.yaml`` with the device it used (``summary.json``) in place
+    of the one it asked for, so that a run asked for ``auto`` that ran on the CPU matches one asked for ``cpu``."""
+    config = read_config(run_dir)
+    used = read_summary(run_dir).get("device")
+    if used:
+        config["device"] = used
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def live_vs_stored(live: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:

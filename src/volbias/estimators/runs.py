@@ -61,7 +61,7 @@ the other losses, the folds of the phantoms and of LIDC, the losses compared on 
 
 The CPU profile trains CE and SD on three seeds of the phantoms (one fold each: 128 training and 32 validation
 phantoms plus 100 fresh test phantoms per seed) and DML on the first; all but DML are the controlled-uncertainty
-and LIDC chapters' own runs, so the chapter trains one run and stays within about five minutes of the book's CPU
+and LIDC chapters' own runs or their other seeds, and the chapter takes about seven minutes of the book's CPU
 build (DML on three seeds, or the soft-target controls, would add about two minutes each; the smoke and GPU
 profiles train the controls).  The smoke profile trains two folds of one seed (so that two networks predict
 the same test phantoms, the case the cross-fitting must handle), the GPU profile every loss on five folds of
