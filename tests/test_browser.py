@@ -346,12 +346,13 @@ TINY_CELLS = [
              "                        columns=list(headline.MEASURED_COLUMNS))\n"
              "plots.glue_figure('fig-headline', headline.headline_figure(theory, measured))\n"
              "verdicts = pd.DataFrame([('1', 'SD gives higher Dice', 'A', 0.02, 0.01, 0.03, nan, nan, 'dice', 'yes'),\n"
-             "                         ('2', 'SD biases the volume', 'B', 0.1, nan, nan, -0.05, 0.05, 'percent', 'underpowered')],\n"
+             "                         ('2', 'SD biases the volume', 'B', 0.1, nan, nan, -0.05, 0.05, 'percent', 'underpowered'),\n"
+             "                         ('3', 'SD leaves the volume', 'C', 0.01, nan, nan, -0.05, 0.05, 'percent', 'not tested')],\n"
              "                        columns=list(verdict_figure.REQUIRED_COLUMNS))\n"
              "plots.glue_figure('fig-results-verdicts', verdict_figure.verdict_forest(verdicts))\n"
              "counts = verdicts['verdict'].value_counts()\n"
-             "for verdict in ('yes', 'no', 'inconclusive', 'underpowered'):\n"
-             "    glue(f'verdict-count-{verdict}', int(counts.get(verdict, 0)), display=False)\n"
+             "for verdict in ('yes', 'no', 'inconclusive', 'underpowered', 'not tested'):\n"
+             "    glue(f'verdict-count-{verdict.replace(\" \", \"-\")}', int(counts.get(verdict, 0)), display=False)\n"
              "glue('headline-summary', headline.Summary('Soft Dice **biases** the volume.'), display=False)",
      ["hide-input"]),
     ("markdown", ":::{glue:figure} fig-headline\n:name: fig-headline\nThe headline.\n:::\n\n"
@@ -423,7 +424,7 @@ def test_the_landing_page_shows_what_the_results_chapter_glued(browser: Browser,
     assert len(images) == 1 and images[0] in results  # the Results chapter's headline figure itself
     assert "Soft Dice <strong>biases</strong> the volume." in intro
     counts = re.findall(r'<span class="pasted-text">(\d+)</span>', intro)
-    assert counts == ["1", "0", "0", "1"]  # yes, no, inconclusive, underpowered as glued
+    assert counts == ["1", "0", "0", "1", "1"]  # yes, no, inconclusive, underpowered, not tested as glued
     assert re.search(r'href="results.html#fig-headline"', intro)
     report = browser.check((tiny_book / "chapters" / "intro.html").as_uri())
     assert report.problems == []
