@@ -149,8 +149,7 @@ def make_reference_set(root: Path, workers: int = 2, progress: bool = True,
 def unfinished_runs(root: Path) -> list[Path]:
     """Run folders below ``root`` that hold a started but unfinished run (checkpoints, no ``DONE``)."""
     finished = set(find_runs(root))
-    return sorted(config.parent for config in root.rglob("config.yaml")
-                  if config.parent not in finished and config.parent.parent != root)
+    return sorted(config.parent for config in root.rglob("config.yaml") if config.parent not in finished)
 
 
 def close_sitting(root: Path, command: str = "make results-cpu", sitting_seconds: float | None = None,
